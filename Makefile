@@ -1,0 +1,31 @@
+# `make demo` and `make test` set everything up on a fresh machine: a .venv, the package
+# and its test tools (torch pinned to its CPU build through constraints.txt), then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+GAMES := numberline ezpoints points24 blackjack
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	@for game in $(GAMES); do for agent in expert random; do \
+		$(BIN)/vlmrl eval --env $$game --agent $$agent --episodes 200 --seed 1000 || exit 1; \
+	done; done
+	$(BIN)/vlmrl play --env points24 --agent expert --seed 3 --out $(DEMO_DIR)/points24-expert.gif
+	$(BIN)/vlmrl play --env blackjack --agent expert --seed 3 --out $(DEMO_DIR)/blackjack-expert.gif
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

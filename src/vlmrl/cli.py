@@ -1,0 +1,160 @@
+"""The `vlmrl` command: evaluate agents, watch an episode, measure speed.
+
+Every subcommand has `--help`. Bad input ends in one line on stderr that names the problem
+and how to fix it (exit status 2); numbers for scripts come with `--json` on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vlmrl.errors import UsageError
+
+GAME_HELP = "game: numberline, ezpoints, points24 or blackjack"
+stderr = Console(stderr=True)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is one `--help` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="vlmrl", description="Fine-tune vision-language models as decision-making agents with RL.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    ev = commands.add_parser("eval", help="success rate of an agent over seeded episodes",
+                             description="Play N episodes on the deals of seeds S, S+1, ... and report the success "
+                                         "rate (with a 95%% Wilson interval), mean return, mean length, the rate of "
+                                         "invalid answers, and the game's exact ceiling.")
+    ev.add_argument("--env", required=True, help=GAME_HELP)
+    ev.add_argument("--agent", default="expert", help="expert (the optimal oracle) or random (default: expert)")
+    ev.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default: 100)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
+    ev.add_argument("--invalid-action", choices=("random", "penalty"), default="random",
+                    help="what an unparseable answer becomes: a random legal action (paper) or a penalty")
+    ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+    play = commands.add_parser("play", help="write an animated GIF of one episode",
+                               description="Play one episode and write a GIF: each frame is the observation with the "
+                                           "agent's answer and the reward beside it.")
+    play.add_argument("--env", required=True, help=GAME_HELP)
+    play.add_argument("--agent", default="expert", help="expert or random (default: expert)")
+    play.add_argument("--seed", type=int, default=0, help="seed of the episode's deal (default: 0)")
+    play.add_argument("--out", default="episode.gif", help="where to write the GIF (default: episode.gif)")
+
+    bench = commands.add_parser("bench", help="measure speed", description="Speed measurements.")
+    what = bench.add_subparsers(dest="what", required=True, parser_class=OneLineParser)
+    env = what.add_parser("env", help="environment steps per second per game",
+                          description="Steps per second of each game with random actions, counting resets and "
+                                      "the drawing of every observation image.")
+    env.add_argument("--env", action="append", help=f"{GAME_HELP} (repeatable; default: all)")
+    env.add_argument("--steps", type=positive_int, default=2000, help="steps per game (default: 2000)")
+    env.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return parser
+
+
+def progress_bar(description: str, total: int, enabled: bool) -> Progress:
+    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=stderr, transient=True, disable=not enabled)
+
+
+def command_eval(args: argparse.Namespace) -> None:
+    from vlmrl.agents import make_agent
+    from vlmrl.evaluate import evaluate
+    from vlmrl.games import get_task
+
+    get_task(args.env)
+    make_agent(args.agent, get_task(args.env))  # validates the name before any work
+    with progress_bar(f"{args.env} / {args.agent}", args.episodes, sys.stderr.isatty()) as bar:
+        job = bar.add_task("episodes", total=args.episodes)
+        result = evaluate(args.env, args.agent, make_agent, args.episodes, args.seed,
+                          progress=lambda done: bar.update(job, completed=done),
+                          invalid_action=args.invalid_action)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+        return
+    low, high = result.success_ci95
+    table = Table(title=f"{result.env}: {result.agent} agent, {result.episodes} episodes from seed {args.seed}")
+    for column in ("success", "95% interval", "ceiling", "mean return", "mean length", "invalid answers"):
+        table.add_column(column, justify="right")
+    table.add_row(f"{result.success_rate:.1%}", f"{low:.1%} - {high:.1%}", f"{result.ceiling:.1%}",
+                  f"{result.mean_return:+.3f}", f"{result.mean_length:.2f}", f"{result.invalid_rate:.1%}")
+    Console().print(table)
+
+
+def command_play(args: argparse.Namespace) -> None:
+    from vlmrl.agents import make_agent
+    from vlmrl.evaluate import play_episode
+    from vlmrl.games import TextActionWrapper, get_task, make_env
+    from vlmrl.play import write_gif
+
+    task = get_task(args.env)
+    agent = make_agent(args.agent, task, args.seed)
+    env = TextActionWrapper(make_env(args.env), task)
+    episode = play_episode(env, agent, args.seed, record=True)
+    path = write_gif(episode.frames or [], args.out)
+    outcome = "success" if episode.success else "failure"
+    print(f"{path}: {task.name}, {args.agent} agent, seed {args.seed}: {outcome}, "
+          f"return {episode.ret:+g} in {episode.length} steps")
+
+
+def command_bench_env(args: argparse.Namespace) -> None:
+    from vlmrl.bench import env_steps_per_second
+    from vlmrl.games import game_names, get_task
+
+    names = [get_task(name).name for name in (args.env or game_names())]
+    rows = [env_steps_per_second(name, args.steps) for name in names]
+    if args.json:
+        print(json.dumps({"bench": "env", "results": rows}))
+        return
+    table = Table(title=f"environment speed ({args.steps} random-action steps per game, images drawn)")
+    for column in ("game", "steps/s", "episodes", "seconds"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(row["env"], f"{row['steps_per_second']:,.0f}", str(row["episodes"]), f"{row['seconds']:.2f}")
+    Console().print(table)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "eval":
+            command_eval(args)
+        elif args.command == "play":
+            command_play(args)
+        elif args.command == "bench" and args.what == "env":
+            command_bench_env(args)
+    except UsageError as error:
+        print(f"vlmrl: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"vlmrl: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vlmrl: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

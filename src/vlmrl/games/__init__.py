@@ -1,0 +1,52 @@
+"""The games: gymnasium environments with image observations, and their text interfaces.
+
+`TASKS` maps each command-line name to its `Task`; importing this package registers the
+environments with gymnasium (``gymnasium.make("vlmrl/NumberLine-v0")``).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from vlmrl.errors import UsageError
+from vlmrl.games.base import GameEnv, Task
+from vlmrl.games.blackjack import BlackjackTask
+from vlmrl.games.ezpoints import EZPointsTask
+from vlmrl.games.numberline import NumberLineTask
+from vlmrl.games.parsing import Parsed
+from vlmrl.games.points24 import Points24Task
+from vlmrl.games.text_env import TextActionWrapper
+
+TASKS: dict[str, type[Task]] = {
+    task.name: task for task in (NumberLineTask, EZPointsTask, Points24Task, BlackjackTask)
+}
+
+_ENTRY_POINTS = {
+    "vlmrl/NumberLine-v0": "vlmrl.games.numberline:NumberLineEnv",
+    "vlmrl/EZPoints-v0": "vlmrl.games.ezpoints:EZPointsEnv",
+    "vlmrl/Points24-v0": "vlmrl.games.points24:Points24Env",
+    "vlmrl/Blackjack-v0": "vlmrl.games.blackjack:BlackjackEnv",
+}
+for _env_id, _entry_point in _ENTRY_POINTS.items():
+    if _env_id not in gym.registry:
+        gym.register(id=_env_id, entry_point=_entry_point)
+
+
+def game_names() -> list[str]:
+    return list(TASKS)
+
+
+def get_task(name: str) -> Task:
+    """The text interface of a game, by its command-line name (case-insensitive)."""
+    task = TASKS.get(name.strip().lower())
+    if task is None:
+        raise UsageError(f"unknown game {name!r}; known games: {', '.join(TASKS)}")
+    return task()
+
+
+def make_env(name: str, **kwargs) -> gym.Env:
+    """The gymnasium environment of a game, by its command-line name."""
+    return gym.make(get_task(name).env_id, **kwargs)
+
+
+__all__ = ["TASKS", "GameEnv", "Parsed", "Task", "TextActionWrapper", "game_names", "get_task", "make_env"]

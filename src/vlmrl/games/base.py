@@ -1,0 +1,129 @@
+"""What every game shares: the image-observation environment and the text-interface contract.
+
+A game is two objects. The `GameEnv` is a plain gymnasium environment over discrete action
+ids whose observations are 300x300 RGB images. The `Task` is everything that turns the game
+into a language problem: the prompt, the parser of the model's answer, the expert's answer,
+and the exact ceiling of the success rate. Layers above (rollouts, training) only ever see
+these two contracts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from fractions import Fraction
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from PIL import Image
+
+from vlmrl.games.parsing import Parsed, format_answer, parse_action
+
+IMAGE_SIZE = 300
+
+
+class GameEnv(gym.Env):
+    """A game whose observation is the image `draw()` paints of the current state.
+
+    All randomness goes through `self.np_random`, which only `reset(seed=...)` seeds: the
+    same seed deals the same episode. `max_steps` bounds every episode (truncation).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+    max_steps: int
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', not {render_mode!r}")
+        self.render_mode = render_mode
+        self.observation_space = spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+
+    @abstractmethod
+    def draw(self) -> Image.Image:
+        """The current state as a 300x300 RGB picture."""
+
+    @abstractmethod
+    def state_info(self) -> dict[str, Any]:
+        """What a prompt (and a supervisor writing correct answers) needs to know of the state."""
+
+    def observation(self) -> np.ndarray:
+        return np.asarray(self.draw(), dtype=np.uint8)
+
+    def render(self) -> np.ndarray | None:
+        return self.observation() if self.render_mode == "rgb_array" else None
+
+    def _finish(self, info: dict[str, Any], terminated: bool, truncated: bool, success: bool) -> dict[str, Any]:
+        """`info` of a step, with `success` added once the episode has ended."""
+        if terminated or truncated:
+            info["success"] = bool(success)
+        return info
+
+
+class Task(ABC):
+    """A game's text interface: prompt, parser, expert, ceiling."""
+
+    name: str
+    """Short name used on the command line (``numberline``)."""
+    env_id: str
+    """The gymnasium id (``vlmrl/NumberLine-v0``)."""
+    action_names: tuple[str, ...]
+    """Legal actions; the index of a name is its action id in the environment."""
+
+    @abstractmethod
+    def prompt(self, info: dict[str, Any], cot: bool = True) -> str:
+        """The instruction shown with the image; `cot=False` asks for the action alone."""
+
+    @abstractmethod
+    def describe(self, env: gym.Env) -> dict[str, Any]:
+        """The answer's perception fields, true to the image (e.g. the numbers shown)."""
+
+    @abstractmethod
+    def reasoning(self, env: gym.Env, action: int) -> str:
+        """The "thoughts" of an answer that takes `action` in the current state.
+
+        For the expert's action this is the argument that makes it right; for any other
+        action it reads the state correctly and states the choice without a false reason.
+        """
+
+    @abstractmethod
+    def expert_action(self, env: gym.Env) -> int:
+        """The action an optimal agent takes in the current state."""
+
+    @abstractmethod
+    def ceiling(self) -> Fraction:
+        """The best success rate any agent can reach under the deal distribution, exactly."""
+
+    def parse(self, text: str) -> Parsed:
+        """The action an answer names; never raises (see `vlmrl.games.parsing`)."""
+        return parse_action(text, self.action_names)
+
+    def answer(self, env: gym.Env, action: int, cot: bool = True) -> str:
+        """The JSON answer that takes `action`, its perception fields true to the image."""
+        fields: dict[str, Any] = {}
+        if cot:
+            fields.update(self.describe(env))
+            fields["thoughts"] = self.reasoning(env, action)
+        fields["action"] = self.action_names[action]
+        return format_answer(fields)
+
+    def expert(self, env: gym.Env, cot: bool = True) -> tuple[int, str]:
+        """The expert's action and the full answer it writes, chain of thought included."""
+        action = self.expert_action(env)
+        return action, self.answer(env, action, cot)
+
+    def action_list(self) -> str:
+        """The legal actions as they are quoted in prompts: "a", "b" or "c"."""
+        quoted = [f'"{name}"' for name in self.action_names]
+        if len(quoted) <= 3:
+            return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+        return "<one of " + ", ".join(quoted) + ">"
+
+
+def json_template(fields: dict[str, str]) -> str:
+    """A prompt's answer template: field names with a description of what goes there."""
+    body = ", ".join(f'"{key}": {value}' for key, value in fields.items())
+    return "{" + body + "}"
+
+
+ANSWER_FORMAT_LINE = "Reply with one valid JSON object and nothing else, in exactly this format:"

@@ -1,0 +1,133 @@
+"""Playing cards: ranks, suits, values, deals from the infinite deck, and how a card is drawn.
+
+Cards are drawn with Pillow's primitives and its built-in FreeType font, so nothing is
+fetched and every machine draws the same pixels. Suits are vector shapes (not font glyphs,
+which the built-in font lacks); hearts and diamonds are red, spades and clubs black.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+RANKS = ("A", "2", "3", "4", "5", "6", "7", "8", "9", "10", "J", "Q", "K")
+SUITS = ("spades", "hearts", "diamonds", "clubs")
+RED_SUITS = ("hearts", "diamonds")
+INK = (20, 20, 20)
+RED = (200, 20, 30)
+TABLE_GREEN = (22, 110, 60)
+
+
+@dataclass(frozen=True)
+class Card:
+    rank: str
+    suit: str
+
+    @property
+    def value(self) -> int:
+        """The card's number in the formula games: A = 1, J/Q/K = 10."""
+        return rank_value(self.rank)
+
+    def __str__(self) -> str:
+        return f"{self.rank} of {self.suit}"
+
+
+def rank_value(rank: str) -> int:
+    if rank == "A":
+        return 1
+    if rank in ("J", "Q", "K"):
+        return 10
+    return int(rank)
+
+
+def random_card(rng: np.random.Generator, ranks: tuple[str, ...] = RANKS) -> Card:
+    """One card from an infinite deck: rank uniform over `ranks`, suit uniform."""
+    return Card(ranks[int(rng.integers(len(ranks)))], SUITS[int(rng.integers(len(SUITS)))])
+
+
+def card_with_value(value: int, rng: np.random.Generator) -> Card:
+    """A card of the given number, its rank uniform among those worth it (10, J, Q, K for 10)."""
+    ranks = tuple(r for r in RANKS if rank_value(r) == value)
+    return random_card(rng, ranks)
+
+
+@lru_cache(maxsize=32)
+def font(size: int) -> ImageFont.FreeTypeFont:
+    """Pillow's built-in FreeType font at a pixel size (cached: loading it is not free)."""
+    return ImageFont.load_default(size=size)
+
+
+def draw_text_centered(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int, fill) -> None:
+    draw.text(xy, text, font=font(size), fill=fill, anchor="mm")
+
+
+def draw_suit(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: float, suit: str) -> None:
+    """A suit symbol of height about `size`, centred on (cx, cy)."""
+    color = RED if suit in RED_SUITS else INK
+    h = size / 2
+    if suit == "diamonds":
+        draw.polygon([(cx, cy - h), (cx + 0.72 * h, cy), (cx, cy + h), (cx - 0.72 * h, cy)], fill=color)
+    elif suit == "hearts":
+        r = 0.5 * h
+        draw.ellipse([cx - 2 * r, cy - h, cx, cy - h + 2 * r], fill=color)
+        draw.ellipse([cx, cy - h, cx + 2 * r, cy - h + 2 * r], fill=color)
+        draw.polygon([(cx - 1.95 * r, cy - h + 1.25 * r), (cx + 1.95 * r, cy - h + 1.25 * r), (cx, cy + h)], fill=color)
+    elif suit == "spades":
+        r = 0.48 * h
+        draw.polygon([(cx, cy - h), (cx + 1.95 * r, cy + 0.15 * h), (cx - 1.95 * r, cy + 0.15 * h)], fill=color)
+        draw.ellipse([cx - 2 * r, cy - 0.35 * h, cx, cy - 0.35 * h + 2 * r], fill=color)
+        draw.ellipse([cx, cy - 0.35 * h, cx + 2 * r, cy - 0.35 * h + 2 * r], fill=color)
+        draw.polygon([(cx, cy + 0.2 * h), (cx + 0.45 * h, cy + h), (cx - 0.45 * h, cy + h)], fill=color)
+    elif suit == "clubs":
+        r = 0.42 * h
+        draw.ellipse([cx - r, cy - h, cx + r, cy - h + 2 * r], fill=color)
+        draw.ellipse([cx - 2.1 * r, cy - 0.55 * h, cx - 0.1 * r, cy - 0.55 * h + 2 * r], fill=color)
+        draw.ellipse([cx + 0.1 * r, cy - 0.55 * h, cx + 2.1 * r, cy - 0.55 * h + 2 * r], fill=color)
+        draw.polygon([(cx, cy - 0.2 * h), (cx + 0.45 * h, cy + h), (cx - 0.45 * h, cy + h)], fill=color)
+    else:
+        raise ValueError(f"unknown suit {suit!r}")
+
+
+def draw_card(image: Image.Image, box: tuple[int, int, int, int], card: Card | None) -> None:
+    """A card face (or its back when `card` is None) filling `box` = (x0, y0, x1, y1).
+
+    The rank and a suit sit in the top-left corner, as on a real card, so that a card still
+    reads when the next one overlaps its right part; a large suit fills the middle.
+    """
+    draw = ImageDraw.Draw(image)
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    radius = max(4, int(0.08 * min(w, h)))
+    if card is None:
+        draw.rounded_rectangle(box, radius=radius, fill=(30, 60, 150), outline=(240, 240, 240), width=3)
+        inset = int(0.14 * min(w, h))
+        draw.rounded_rectangle((x0 + inset, y0 + inset, x1 - inset, y1 - inset), radius=radius, outline=(170, 190, 240), width=2)
+        for gy in range(y0 + 2 * inset, y1 - inset - 4, 12):
+            for gx in range(x0 + 2 * inset, x1 - inset - 4, 12):
+                draw.polygon([(gx, gy - 4), (gx + 4, gy), (gx, gy + 4), (gx - 4, gy)], fill=(120, 150, 220))
+        return
+    draw.rounded_rectangle(box, radius=radius, fill=(252, 252, 248), outline=INK, width=2)
+    color = RED if card.suit in RED_SUITS else INK
+    corner = max(12, int(0.30 * min(w, 1.4 * h)))
+    draw.text((x0 + 0.06 * w, y0 + 0.04 * h), card.rank, font=font(corner), fill=color, anchor="la")
+    draw_suit(draw, x0 + 0.06 * w + 0.3 * corner, y0 + 0.06 * h + 1.55 * corner, 0.62 * corner, card.suit)
+    draw_suit(draw, x0 + 0.62 * w, y0 + 0.64 * h, 0.42 * min(w, h), card.suit)
+
+
+def blank_table(size: int = 300) -> Image.Image:
+    return Image.new("RGB", (size, size), TABLE_GREEN)
+
+
+def draw_row(image: Image.Image, cards: list[Card | None], top: int, card_w: int, card_h: int, margin: int = 10) -> None:
+    """Cards side by side from the left margin, overlapping only when they would not fit."""
+    n = len(cards)
+    if n == 0:
+        return
+    room = image.width - 2 * margin - card_w
+    step = card_w + 8 if n == 1 else min(card_w + 8, room / (n - 1))
+    for i, card in enumerate(cards):
+        x = int(margin + i * step)
+        draw_card(image, (x, top, x + card_w, top + card_h), card)
