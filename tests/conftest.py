@@ -1,0 +1,23 @@
+"""Shared test helpers: environments put into a chosen state, so each rule is tested by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from vlmrl.games import make_env
+
+
+@pytest.fixture
+def make_game():
+    """A reset game (unwrapped), ready for its state to be set by the test."""
+    envs = []
+
+    def factory(name: str, seed: int = 0):
+        env = make_env(name).unwrapped
+        env.reset(seed=seed)
+        envs.append(env)
+        return env
+
+    yield factory
+    for env in envs:
+        env.close()

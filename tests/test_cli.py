@@ -1,0 +1,81 @@
+"""The `vlmrl` command as a user meets it: numbers, files, and one-line errors."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from vlmrl.cli import main
+from vlmrl.evaluate import wilson_interval
+
+EVAL_KEYS = {"env", "agent", "episodes", "success_rate", "success_ci95", "mean_return", "mean_length",
+             "invalid_rate", "ceiling"}
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_eval_json_has_the_documented_keys_and_sane_numbers(capsys):
+    code, out, _ = run(capsys, "eval", "--env", "numberline", "--agent", "expert", "--episodes", "20", "--seed", "5", "--json")
+    result = json.loads(out)
+    assert code == 0 and set(result) == EVAL_KEYS
+    assert result["success_rate"] == 1.0 and result["ceiling"] == 1.0 and result["invalid_rate"] == 0.0
+    assert result["success_ci95"][0] < 1.0 <= result["success_ci95"][1] + 1e-12
+    assert 1 <= result["mean_length"] <= 5
+
+
+def test_eval_is_reproducible_for_a_seed(capsys):
+    first = run(capsys, "eval", "--env", "blackjack", "--agent", "random", "--episodes", "30", "--seed", "9", "--json")[1]
+    second = run(capsys, "eval", "--env", "blackjack", "--agent", "random", "--episodes", "30", "--seed", "9", "--json")[1]
+    assert first == second
+
+
+def test_eval_prints_a_table_with_the_ceiling(capsys):
+    code, out, _ = run(capsys, "eval", "--env", "points24", "--episodes", "5")
+    assert code == 0 and "ceiling" in out and "73.1%" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "--env", "chess"], "unknown game 'chess'; known games: numberline, ezpoints, points24, blackjack"),
+    (["play", "--env", "go"], "unknown game 'go'"),
+    (["eval", "--env", "numberline", "--agent", "genius"], "unknown agent 'genius'; known agents: expert, random"),
+    (["eval", "--env", "numberline", "--episodes", "0"], "expected a positive integer"),
+    (["bench", "env", "--env", "poker"], "unknown game 'poker'"),
+    (["train"], "invalid choice"),
+])
+def test_bad_input_is_one_clear_error_line(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and message in err and err.startswith("vlmrl: error:")
+
+
+def test_play_writes_an_animated_gif_of_the_episode(capsys, tmp_path):
+    path = tmp_path / "sub" / "episode.gif"
+    code, out, _ = run(capsys, "play", "--env", "ezpoints", "--agent", "expert", "--seed", "2", "--out", str(path))
+    assert code == 0 and "success" in out
+    with Image.open(path) as gif:
+        assert gif.n_frames == 5  # four answers ("a", op, "b", "=") and the final outcome
+        assert gif.size[0] > 600 and gif.size[1] >= 300
+
+
+def test_play_to_an_unwritable_place_is_one_error_line(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run(capsys, "play", "--env", "numberline", "--out", str(blocker / "episode.gif"))
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "error" in err
+
+
+def test_bench_env_json_reports_every_game(capsys):
+    code, out, _ = run(capsys, "bench", "env", "--steps", "50", "--json")
+    rows = json.loads(out)["results"]
+    assert code == 0 and [r["env"] for r in rows] == ["numberline", "ezpoints", "points24", "blackjack"]
+    assert all(r["steps_per_second"] > 0 for r in rows)
+
+
+def test_wilson_interval_is_exact_at_the_edges_and_contains_the_rate():
+    assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(50, 50)[1] == 1.0
+    low, high = wilson_interval(30, 100)
+    assert low < 0.3 < high and high - low == pytest.approx(0.18, abs=0.01)
