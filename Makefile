@@ -5,7 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
-GAMES := numberline ezpoints points24 blackjack
 
 .PHONY: demo test install clean
 
@@ -21,11 +20,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	@for game in $(GAMES); do for agent in expert random; do \
-		$(BIN)/vlmrl eval --env $$game --agent $$agent --episodes 200 --seed 1000 || exit 1; \
-	done; done
-	$(BIN)/vlmrl play --env points24 --agent expert --seed 3 --out $(DEMO_DIR)/points24-expert.gif
-	$(BIN)/vlmrl play --env blackjack --agent expert --seed 3 --out $(DEMO_DIR)/blackjack-expert.gif
+	$(BIN)/vlmrl eval --env all --agent expert,random --episodes 300 --seed 1000
+	$(BIN)/vlmrl play --env points24 --agent expert --seed 12 --out $(DEMO_DIR)/points24-expert.gif
+	$(BIN)/vlmrl play --env blackjack --agent expert --seed 11 --out $(DEMO_DIR)/blackjack-expert.gif
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

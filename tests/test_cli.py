@@ -33,6 +33,13 @@ def test_eval_is_reproducible_for_a_seed(capsys):
     assert first == second
 
 
+def test_eval_of_several_games_prints_one_json_object_per_line(capsys):
+    code, out, _ = run(capsys, "eval", "--env", "numberline,blackjack", "--agent", "all", "--episodes", "3", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [(r["env"], r["agent"]) for r in rows] == [
+        ("numberline", "expert"), ("numberline", "random"), ("blackjack", "expert"), ("blackjack", "random")]
+
+
 def test_eval_prints_a_table_with_the_ceiling(capsys):
     code, out, _ = run(capsys, "eval", "--env", "points24", "--episodes", "5")
     assert code == 0 and "ceiling" in out and "73.1%" in out

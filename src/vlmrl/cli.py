@@ -21,6 +21,11 @@ GAME_HELP = "game: numberline, ezpoints, points24 or blackjack"
 stderr = Console(stderr=True)
 
 
+def stdout_console() -> Console:
+    """Tables for people: the terminal's width, or a width that fits our tables when piped."""
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (the usage is one `--help` away)."""
 
@@ -45,9 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="success rate of an agent over seeded episodes",
                              description="Play N episodes on the deals of seeds S, S+1, ... and report the success "
                                          "rate (with a 95%% Wilson interval), mean return, mean length, the rate of "
-                                         "invalid answers, and the game's exact ceiling.")
-    ev.add_argument("--env", required=True, help=GAME_HELP)
-    ev.add_argument("--agent", default="expert", help="expert (the optimal oracle) or random (default: expert)")
+                                         "invalid answers, and the game's exact ceiling. With --json: one JSON "
+                                         "object per game and agent, one per line.")
+    ev.add_argument("--env", required=True, help=f"{GAME_HELP}; a comma-separated list or `all` gives one row each")
+    ev.add_argument("--agent", default="expert",
+                    help="expert (the optimal oracle), random, a comma-separated list, or all (default: expert)")
     ev.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default: 100)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
     ev.add_argument("--invalid-action", choices=("random", "penalty"), default="random",
@@ -78,28 +85,44 @@ def progress_bar(description: str, total: int, enabled: bool) -> Progress:
                     console=stderr, transient=True, disable=not enabled)
 
 
-def command_eval(args: argparse.Namespace) -> None:
-    from vlmrl.agents import make_agent
-    from vlmrl.evaluate import evaluate
-    from vlmrl.games import get_task
+def names_list(text: str, known: Sequence[str], kind: str) -> list[str]:
+    """A comma-separated list of names, or `all`; unknown names are a one-line error."""
+    if text.strip().lower() == "all":
+        return list(known)
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in known:
+            raise UsageError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(known)}")
+    return names
 
-    get_task(args.env)
-    make_agent(args.agent, get_task(args.env))  # validates the name before any work
-    with progress_bar(f"{args.env} / {args.agent}", args.episodes, sys.stderr.isatty()) as bar:
-        job = bar.add_task("episodes", total=args.episodes)
-        result = evaluate(args.env, args.agent, make_agent, args.episodes, args.seed,
-                          progress=lambda done: bar.update(job, completed=done),
-                          invalid_action=args.invalid_action)
+
+def command_eval(args: argparse.Namespace) -> None:
+    from vlmrl.agents import AGENTS, make_agent
+    from vlmrl.evaluate import evaluate
+    from vlmrl.games import game_names
+
+    runs = [(env, agent) for env in names_list(args.env, game_names(), "game")
+            for agent in names_list(args.agent, AGENTS, "agent")]
+    results = []
+    with progress_bar("episodes", args.episodes * len(runs), sys.stderr.isatty()) as bar:
+        job = bar.add_task("episodes", total=args.episodes * len(runs))
+        for i, (env, agent) in enumerate(runs):
+            done_before = i * args.episodes
+            results.append(evaluate(env, agent, make_agent, args.episodes, args.seed,
+                                    progress=lambda done: bar.update(job, completed=done_before + done),
+                                    invalid_action=args.invalid_action))
     if args.json:
-        print(json.dumps(result.as_dict()))
+        for result in results:
+            print(json.dumps(result.as_dict()))
         return
-    low, high = result.success_ci95
-    table = Table(title=f"{result.env}: {result.agent} agent, {result.episodes} episodes from seed {args.seed}")
-    for column in ("success", "95% interval", "ceiling", "mean return", "mean length", "invalid answers"):
+    table = Table(title=f"{args.episodes} episodes per row, seeds {args.seed}..{args.seed + args.episodes - 1}")
+    for column in ("game", "agent", "success", "95% CI", "ceiling", "return", "length", "invalid"):
         table.add_column(column, justify="right")
-    table.add_row(f"{result.success_rate:.1%}", f"{low:.1%} - {high:.1%}", f"{result.ceiling:.1%}",
-                  f"{result.mean_return:+.3f}", f"{result.mean_length:.2f}", f"{result.invalid_rate:.1%}")
-    Console().print(table)
+    for r in results:
+        low, high = r.success_ci95
+        table.add_row(r.env, r.agent, f"{r.success_rate:.1%}", f"{low:.1%}-{high:.1%}", f"{r.ceiling:.1%}",
+                      f"{r.mean_return:+.2f}", f"{r.mean_length:.2f}", f"{r.invalid_rate:.1%}")
+    stdout_console().print(table)
 
 
 def command_play(args: argparse.Namespace) -> None:
@@ -132,7 +155,7 @@ def command_bench_env(args: argparse.Namespace) -> None:
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(row["env"], f"{row['steps_per_second']:,.0f}", str(row["episodes"]), f"{row['seconds']:.2f}")
-    Console().print(table)
+    stdout_console().print(table)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
