@@ -17,11 +17,18 @@ from vlmrl.games import Task
 
 
 class Agent(Protocol):
+    name: str
+    """How results name the agent (``expert``)."""
+    task: Task
+    """The game it plays."""
+
     def act(self, env: gym.Env, observation: np.ndarray, prompt: str) -> str: ...
 
 
 class ExpertAgent:
     """The game's oracle: optimal actions, with the chain of thought that justifies them."""
+
+    name = "expert"
 
     def __init__(self, task: Task, cot: bool = True) -> None:
         self.task, self.cot = task, cot
@@ -32,6 +39,8 @@ class ExpertAgent:
 
 class RandomAgent:
     """Uniformly random legal actions, written as well-formed answers (so none is invalid)."""
+
+    name = "random"
 
     def __init__(self, task: Task, seed: int | None = None, cot: bool = True) -> None:
         self.task, self.cot = task, cot

@@ -99,7 +99,7 @@ def names_list(text: str, known: Sequence[str], kind: str) -> list[str]:
 def command_eval(args: argparse.Namespace) -> None:
     from vlmrl.agents import AGENTS, make_agent
     from vlmrl.evaluate import evaluate
-    from vlmrl.games import game_names
+    from vlmrl.games import game_names, get_task
 
     runs = [(env, agent) for env in names_list(args.env, game_names(), "game")
             for agent in names_list(args.agent, AGENTS, "agent")]
@@ -108,7 +108,7 @@ def command_eval(args: argparse.Namespace) -> None:
         job = bar.add_task("episodes", total=args.episodes * len(runs))
         for i, (env, agent) in enumerate(runs):
             done_before = i * args.episodes
-            results.append(evaluate(env, agent, make_agent, args.episodes, args.seed,
+            results.append(evaluate(make_agent(agent, get_task(env), args.seed), args.episodes, args.seed,
                                     progress=lambda done: bar.update(job, completed=done_before + done),
                                     invalid_action=args.invalid_action))
     if args.json:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from vlmrl.agents import Agent
-from vlmrl.games import TextActionWrapper, get_task, make_env
+from vlmrl.games import TextActionWrapper, make_env
 
 
 @dataclass
@@ -75,12 +75,11 @@ def play_episode(env: TextActionWrapper, agent: Agent, seed: int, record: bool =
             return Episode(bool(info["success"]), ret, length, invalid, frames)
 
 
-def evaluate(env_name: str, agent_name: str, make: Callable[..., Agent], episodes: int, seed: int,
-             progress: Callable[[int], None] | None = None, invalid_action: str = "random") -> EvalResult:
-    """Play `episodes` episodes with seeds seed, seed+1, ... and summarise them."""
-    task = get_task(env_name)
-    env = TextActionWrapper(make_env(env_name), task, invalid_action=invalid_action)
-    agent = make(agent_name, task, seed)
+def evaluate(agent: Agent, episodes: int, seed: int, progress: Callable[[int], None] | None = None,
+             invalid_action: str = "random") -> EvalResult:
+    """Play `episodes` episodes of the agent's game with seeds seed, seed+1, ... and summarise them."""
+    task = agent.task
+    env = TextActionWrapper(make_env(task.name), task, invalid_action=invalid_action)
     results = []
     for i in range(episodes):
         results.append(play_episode(env, agent, seed + i))
@@ -91,7 +90,7 @@ def evaluate(env_name: str, agent_name: str, make: Callable[..., Agent], episode
     steps = sum(r.length for r in results)
     return EvalResult(
         env=task.name,
-        agent=agent_name,
+        agent=agent.name,
         episodes=episodes,
         success_rate=successes / episodes if episodes else 0.0,
         success_ci95=wilson_interval(successes, episodes),

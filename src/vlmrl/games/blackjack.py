@@ -24,13 +24,11 @@ from gymnasium import spaces
 from PIL import Image, ImageDraw
 
 from vlmrl.games.base import ANSWER_FORMAT_LINE, GameEnv, Task, json_template
-from vlmrl.games.cards import RANKS, Card, blank_table, draw_row, font, random_card, rank_value
+from vlmrl.games.cards import Card, blank_table, draw_row, font, random_card, value_probabilities
 
 STAND, HIT = 0, 1
 DEALER_STANDS_AT = 17
-CARD_VALUES: dict[int, Fraction] = {}
-for _rank in RANKS:
-    CARD_VALUES[rank_value(_rank)] = CARD_VALUES.get(rank_value(_rank), Fraction(0)) + Fraction(1, len(RANKS))
+CARD_VALUES = value_probabilities()
 
 
 def hand_total(hard: int, has_ace: bool) -> int:

@@ -8,6 +8,7 @@ which the built-in font lacks); hearts and diamonds are red, spades and clubs bl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -41,6 +42,14 @@ def rank_value(rank: str) -> int:
     if rank in ("J", "Q", "K"):
         return 10
     return int(rank)
+
+
+def value_probabilities() -> dict[int, Fraction]:
+    """P(a card from the infinite deck is worth n): 1/13 for 1..9, 4/13 for 10."""
+    probabilities: dict[int, Fraction] = {}
+    for rank in RANKS:
+        probabilities[rank_value(rank)] = probabilities.get(rank_value(rank), Fraction(0)) + Fraction(1, len(RANKS))
+    return probabilities
 
 
 def random_card(rng: np.random.Generator, ranks: tuple[str, ...] = RANKS) -> Card:

@@ -41,10 +41,14 @@ class FormulaGameEnv(GameEnv):
     """Binary operators allowed in the formula (parentheses come with "(" and ")" actions)."""
     extra_symbols: tuple[str, ...] = ()
     max_formula_length: int
+    action_names: tuple[str, ...]
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.action_names = NUMBER_NAMES + tuple(cls.operators) + cls.extra_symbols + ("=",)
 
     def __init__(self, render_mode: str | None = None) -> None:
         super().__init__(render_mode)
-        self.action_names = NUMBER_NAMES + tuple(self.operators) + self.extra_symbols + ("=",)
         self.action_space = spaces.Discrete(len(self.action_names))
         self.cards: list[Card] = []
         self.formula: list[str] = []
@@ -118,8 +122,9 @@ class FormulaTask(Task):
     game_name: str
     env_class: type[FormulaGameEnv]
 
-    def __init__(self) -> None:
-        self.action_names = self.env_class().action_names
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.action_names = cls.env_class.action_names
 
     title: str
     card_rules: str

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from PIL import Image
 
-from vlmrl.games.cards import RANKS, Card, blank_table, draw_card, random_card, rank_value
+from vlmrl.games.cards import Card, blank_table, draw_card, random_card, value_probabilities
 from vlmrl.games.formula import is_solvable
 from vlmrl.games.formula_game import FormulaGameEnv, FormulaTask
 
@@ -46,9 +46,7 @@ class Points24Env(FormulaGameEnv):
 @lru_cache(maxsize=1)
 def solvable_deal_probability() -> Fraction:
     """P(a deal of four cards can make 24), summed exactly over every ordered deal of numbers."""
-    p_value: dict[int, Fraction] = {}
-    for rank in RANKS:
-        p_value[rank_value(rank)] = p_value.get(rank_value(rank), Fraction(0)) + Fraction(1, len(RANKS))
+    p_value = value_probabilities()
     total = Fraction(0)
     for values in itertools.combinations_with_replacement(sorted(p_value), 4):
         if not is_solvable(list(values), Points24Env.target, Points24Env.operators):
