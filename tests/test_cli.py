@@ -8,8 +8,17 @@ from PIL import Image
 from vlmrl.cli import main
 from vlmrl.evaluate import wilson_interval
 
-EVAL_KEYS = {"env", "agent", "episodes", "success_rate", "success_ci95", "mean_return", "mean_length",
-             "invalid_rate", "ceiling"}
+EVAL_KEYS = {
+    "env",
+    "agent",
+    "episodes",
+    "success_rate",
+    "success_ci95",
+    "mean_return",
+    "mean_length",
+    "invalid_rate",
+    "ceiling",
+}
 
 
 def run(capsys, *argv):
@@ -19,7 +28,9 @@ def run(capsys, *argv):
 
 
 def test_eval_json_has_the_documented_keys_and_sane_numbers(capsys):
-    code, out, _ = run(capsys, "eval", "--env", "numberline", "--agent", "expert", "--episodes", "20", "--seed", "5", "--json")
+    code, out, _ = run(
+        capsys, "eval", "--env", "numberline", "--agent", "expert", "--episodes", "20", "--seed", "5", "--json"
+    )
     result = json.loads(out)
     assert code == 0 and set(result) == EVAL_KEYS
     assert result["success_rate"] == 1.0 and result["ceiling"] == 1.0 and result["invalid_rate"] == 0.0
@@ -28,8 +39,12 @@ def test_eval_json_has_the_documented_keys_and_sane_numbers(capsys):
 
 
 def test_eval_is_reproducible_for_a_seed(capsys):
-    first = run(capsys, "eval", "--env", "blackjack", "--agent", "random", "--episodes", "30", "--seed", "9", "--json")[1]
-    second = run(capsys, "eval", "--env", "blackjack", "--agent", "random", "--episodes", "30", "--seed", "9", "--json")[1]
+    first = run(capsys, "eval", "--env", "blackjack", "--agent", "random", "--episodes", "30", "--seed", "9", "--json")[
+        1
+    ]
+    second = run(
+        capsys, "eval", "--env", "blackjack", "--agent", "random", "--episodes", "30", "--seed", "9", "--json"
+    )[1]
     assert first == second
 
 
@@ -37,7 +52,11 @@ def test_eval_of_several_games_prints_one_json_object_per_line(capsys):
     code, out, _ = run(capsys, "eval", "--env", "numberline,blackjack", "--agent", "all", "--episodes", "3", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and [(r["env"], r["agent"]) for r in rows] == [
-        ("numberline", "expert"), ("numberline", "random"), ("blackjack", "expert"), ("blackjack", "random")]
+        ("numberline", "expert"),
+        ("numberline", "random"),
+        ("blackjack", "expert"),
+        ("blackjack", "random"),
+    ]
 
 
 def test_eval_prints_a_table_with_the_ceiling(capsys):
@@ -45,14 +64,17 @@ def test_eval_prints_a_table_with_the_ceiling(capsys):
     assert code == 0 and "ceiling" in out and "73.1%" in out
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["eval", "--env", "chess"], "unknown game 'chess'; known games: numberline, ezpoints, points24, blackjack"),
-    (["play", "--env", "go"], "unknown game 'go'"),
-    (["eval", "--env", "numberline", "--agent", "genius"], "unknown agent 'genius'; known agents: expert, random"),
-    (["eval", "--env", "numberline", "--episodes", "0"], "expected a positive integer"),
-    (["bench", "env", "--env", "poker"], "unknown game 'poker'"),
-    (["train"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["eval", "--env", "chess"], "unknown game 'chess'; known games: numberline, ezpoints, points24, blackjack"),
+        (["play", "--env", "go"], "unknown game 'go'"),
+        (["eval", "--env", "numberline", "--agent", "genius"], "unknown agent 'genius'; known agents: expert, random"),
+        (["eval", "--env", "numberline", "--episodes", "0"], "expected a positive integer"),
+        (["bench", "env", "--env", "poker"], "unknown game 'poker'"),
+        (["train"], "invalid choice"),
+    ],
+)
 def test_bad_input_is_one_clear_error_line(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""

@@ -44,26 +44,41 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="vlmrl", description="Fine-tune vision-language models as decision-making agents with RL.")
+    parser = OneLineParser(
+        prog="vlmrl", description="Fine-tune vision-language models as decision-making agents with RL."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    ev = commands.add_parser("eval", help="success rate of an agent over seeded episodes",
-                             description="Play N episodes on the deals of seeds S, S+1, ... and report the success "
-                                         "rate (with a 95%% Wilson interval), mean return, mean length, the rate of "
-                                         "invalid answers, and the game's exact ceiling. With --json: one JSON "
-                                         "object per game and agent, one per line.")
+    ev = commands.add_parser(
+        "eval",
+        help="success rate of an agent over seeded episodes",
+        description="Play N episodes on the deals of seeds S, S+1, ... and report the success "
+        "rate (with a 95%% Wilson interval), mean return, mean length, the rate of "
+        "invalid answers, and the game's exact ceiling. With --json: one JSON "
+        "object per game and agent, one per line.",
+    )
     ev.add_argument("--env", required=True, help=f"{GAME_HELP}; a comma-separated list or `all` gives one row each")
-    ev.add_argument("--agent", default="expert",
-                    help="expert (the optimal oracle), random, a comma-separated list, or all (default: expert)")
+    ev.add_argument(
+        "--agent",
+        default="expert",
+        help="expert (the optimal oracle), random, a comma-separated list, or all (default: expert)",
+    )
     ev.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default: 100)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
-    ev.add_argument("--invalid-action", choices=("random", "penalty"), default="random",
-                    help="what an unparseable answer becomes: a random legal action (paper) or a penalty")
+    ev.add_argument(
+        "--invalid-action",
+        choices=("random", "penalty"),
+        default="random",
+        help="what an unparseable answer becomes: a random legal action (paper) or a penalty",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
-    play = commands.add_parser("play", help="write an animated GIF of one episode",
-                               description="Play one episode and write a GIF: each frame is the observation with the "
-                                           "agent's answer and the reward beside it.")
+    play = commands.add_parser(
+        "play",
+        help="write an animated GIF of one episode",
+        description="Play one episode and write a GIF: each frame is the observation with the "
+        "agent's answer and the reward beside it.",
+    )
     play.add_argument("--env", required=True, help=GAME_HELP)
     play.add_argument("--agent", default="expert", help="expert or random (default: expert)")
     play.add_argument("--seed", type=int, default=0, help="seed of the episode's deal (default: 0)")
@@ -71,9 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure speed", description="Speed measurements.")
     what = bench.add_subparsers(dest="what", required=True, parser_class=OneLineParser)
-    env = what.add_parser("env", help="environment steps per second per game",
-                          description="Steps per second of each game with random actions, counting resets and "
-                                      "the drawing of every observation image.")
+    env = what.add_parser(
+        "env",
+        help="environment steps per second per game",
+        description="Steps per second of each game with random actions, counting resets and "
+        "the drawing of every observation image.",
+    )
     env.add_argument("--env", action="append", help=f"{GAME_HELP} (repeatable; default: all)")
     env.add_argument("--steps", type=positive_int, default=2000, help="steps per game (default: 2000)")
     env.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -81,8 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def progress_bar(description: str, total: int, enabled: bool) -> Progress:
-    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=stderr, transient=True, disable=not enabled)
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+        disable=not enabled,
+    )
 
 
 def names_list(text: str, known: Sequence[str], kind: str) -> list[str]:
@@ -101,16 +126,24 @@ def command_eval(args: argparse.Namespace) -> None:
     from vlmrl.evaluate import evaluate
     from vlmrl.games import game_names, get_task
 
-    runs = [(env, agent) for env in names_list(args.env, game_names(), "game")
-            for agent in names_list(args.agent, AGENTS, "agent")]
+    runs = [
+        (env, agent)
+        for env in names_list(args.env, game_names(), "game")
+        for agent in names_list(args.agent, AGENTS, "agent")
+    ]
     results = []
     with progress_bar("episodes", args.episodes * len(runs), sys.stderr.isatty()) as bar:
         job = bar.add_task("episodes", total=args.episodes * len(runs))
         for i, (env, agent) in enumerate(runs):
-            done_before = i * args.episodes
-            results.append(evaluate(make_agent(agent, get_task(env), args.seed), args.episodes, args.seed,
-                                    progress=lambda done: bar.update(job, completed=done_before + done),
-                                    invalid_action=args.invalid_action))
+            results.append(
+                evaluate(
+                    make_agent(agent, get_task(env), args.seed),
+                    args.episodes,
+                    args.seed,
+                    progress=lambda done, before=i * args.episodes: bar.update(job, completed=before + done),
+                    invalid_action=args.invalid_action,
+                )
+            )
     if args.json:
         for result in results:
             print(json.dumps(result.as_dict()))
@@ -120,8 +153,16 @@ def command_eval(args: argparse.Namespace) -> None:
         table.add_column(column, justify="right")
     for r in results:
         low, high = r.success_ci95
-        table.add_row(r.env, r.agent, f"{r.success_rate:.1%}", f"{low:.1%}-{high:.1%}", f"{r.ceiling:.1%}",
-                      f"{r.mean_return:+.2f}", f"{r.mean_length:.2f}", f"{r.invalid_rate:.1%}")
+        table.add_row(
+            r.env,
+            r.agent,
+            f"{r.success_rate:.1%}",
+            f"{low:.1%}-{high:.1%}",
+            f"{r.ceiling:.1%}",
+            f"{r.mean_return:+.2f}",
+            f"{r.mean_length:.2f}",
+            f"{r.invalid_rate:.1%}",
+        )
     stdout_console().print(table)
 
 
@@ -137,8 +178,10 @@ def command_play(args: argparse.Namespace) -> None:
     episode = play_episode(env, agent, args.seed, record=True)
     path = write_gif(episode.frames or [], args.out)
     outcome = "success" if episode.success else "failure"
-    print(f"{path}: {task.name}, {args.agent} agent, seed {args.seed}: {outcome}, "
-          f"return {episode.ret:+g} in {episode.length} steps")
+    print(
+        f"{path}: {task.name}, {args.agent} agent, seed {args.seed}: {outcome}, "
+        f"return {episode.ret:+g} in {episode.length} steps"
+    )
 
 
 def command_bench_env(args: argparse.Namespace) -> None:

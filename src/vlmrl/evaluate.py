@@ -75,8 +75,13 @@ def play_episode(env: TextActionWrapper, agent: Agent, seed: int, record: bool =
             return Episode(bool(info["success"]), ret, length, invalid, frames)
 
 
-def evaluate(agent: Agent, episodes: int, seed: int, progress: Callable[[int], None] | None = None,
-             invalid_action: str = "random") -> EvalResult:
+def evaluate(
+    agent: Agent,
+    episodes: int,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+    invalid_action: str = "random",
+) -> EvalResult:
     """Play `episodes` episodes of the agent's game with seeds seed, seed+1, ... and summarise them."""
     task = agent.task
     env = TextActionWrapper(make_env(task.name), task, invalid_action=invalid_action)

@@ -46,7 +46,9 @@ def rollout(name: str, seed: int, steps: int = 12):
 
 
 def same(a, b) -> bool:
-    return all(np.array_equal(x[0], y[0]) and x[1] == y[1] and x[2] == y[2] for x, y in zip(a, b)) and len(a) == len(b)
+    return all(
+        np.array_equal(x[0], y[0]) and x[1] == y[1] and x[2] == y[2] for x, y in zip(a, b, strict=False)
+    ) and len(a) == len(b)
 
 
 @pytest.mark.parametrize("name", GAMES)
@@ -77,7 +79,9 @@ def test_success_is_reported_exactly_when_an_episode_ends(name):
 
 
 def test_unknown_game_names_the_known_ones():
-    with pytest.raises(UsageError, match="unknown game 'chess'; known games: numberline, ezpoints, points24, blackjack"):
+    with pytest.raises(
+        UsageError, match="unknown game 'chess'; known games: numberline, ezpoints, points24, blackjack"
+    ):
         get_task("chess")
     assert get_task(" NumberLine ").name == "numberline"
 
@@ -87,4 +91,7 @@ def test_games_do_not_import_torch():
     import sys
 
     code = "import sys, vlmrl.games, vlmrl.cli; print('torch' in sys.modules or 'transformers' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 
 import pytest
 from hypothesis import given, settings
@@ -36,6 +36,7 @@ from vlmrl.games.formula import (
 )
 
 # ------------------------------------------------------------------ independent references
+
 
 def ref_apply(op: str, a: Fraction | None, b: Fraction | None) -> Fraction | None:
     """Plain arithmetic with None for 'no value' (division by zero anywhere below)."""
@@ -169,7 +170,7 @@ def _pairs(xs: list[Fraction], ys: list[Fraction]) -> list[Fraction]:
     return [v for x in xs for y in ys for v in _pair_values(x, y)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def brute_24(cards: tuple[int, ...]) -> bool:
     """Straightforward check: all orderings x the 5 parenthesisations of 4 numbers."""
     for a, b, c, d in set(itertools.permutations(cards)):

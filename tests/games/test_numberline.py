@@ -41,7 +41,7 @@ def test_episode_is_truncated_after_ten_steps_without_success(make_game):
     env = at(make_game, 0, 5)
     for step in range(1, 11):
         _, reward, terminated, truncated, info = env.step(MINUS)
-        assert not terminated
+        assert reward == -1.0 and not terminated
         assert truncated == (step == 10)
     assert info["success"] is False
 

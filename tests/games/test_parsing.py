@@ -63,7 +63,7 @@ def test_falls_back_to_the_last_action_field_of_broken_json():
 
 
 def test_invalid_answers_say_why():
-    assert "no \"action\" field" in parse_action("I think I will hit.", ("stand", "hit")).reason
+    assert 'no "action" field' in parse_action("I think I will hit.", ("stand", "hit")).reason
     reason = parse_action('{"action": "double"}', ("stand", "hit")).reason
     assert '"double" is not a legal action' in reason and '"stand", "hit"' in reason
     assert parse_action(None, ("stand", "hit")).valid is False  # type: ignore[arg-type]
@@ -89,9 +89,13 @@ json_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(task_index=st.integers(0, len(ALL_TASKS) - 1), data=st.data(),
-       thoughts=st.text(max_size=200), extra=st.dictionaries(st.text(max_size=10), json_values, max_size=3),
-       prefix=st.text(max_size=50))
+@given(
+    task_index=st.integers(0, len(ALL_TASKS) - 1),
+    data=st.data(),
+    thoughts=st.text(max_size=200),
+    extra=st.dictionaries(st.text(max_size=10), json_values, max_size=3),
+    prefix=st.text(max_size=50),
+)
 def test_any_well_formed_answer_parses_to_its_action(task_index, data, thoughts, extra, prefix):
     """Whatever the other fields hold, and whatever prose precedes the answer."""
     task = ALL_TASKS[task_index]

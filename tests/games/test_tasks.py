@@ -25,7 +25,7 @@ def expert_episodes(name: str, seeds):
         while True:
             action, text = task.expert(env)
             yield env, task, text, action
-            _, _, terminated, truncated, info = env.step(action)
+            _, _, terminated, truncated, _ = env.step(action)
             if terminated or truncated:
                 break
 
@@ -85,13 +85,15 @@ def test_expert_solves_every_solvable_points24_deal_and_only_those():
         env.reset(seed=seed)
         solvable = is_solvable(env.unwrapped.values, 24)
         while True:
-            _, reward, terminated, truncated, info = env.step(task.expert_action(env))
+            _, _, terminated, truncated, info = env.step(task.expert_action(env))
             if terminated or truncated:
                 break
         assert info["success"] == solvable
 
 
-@pytest.mark.parametrize("name,episodes", [("numberline", 300), ("ezpoints", 300), ("points24", 400), ("blackjack", 400)])
+@pytest.mark.parametrize(
+    "name,episodes", [("numberline", 300), ("ezpoints", 300), ("points24", 400), ("blackjack", 2000)]
+)
 def test_expert_success_is_consistent_with_the_ceiling(name, episodes):
     env, task = make_env(name), get_task(name)
     wins = 0
@@ -115,7 +117,7 @@ def test_expert_completes_a_formula_someone_else_started():
     for name in ["8", "/"]:
         env.step(task.action_names.index(name))
     while True:
-        _, reward, terminated, truncated, info = env.step(task.expert_action(env))
+        _, _, terminated, truncated, info = env.step(task.expert_action(env))
         if terminated or truncated:
             break
     assert info["success"] and info["formula"] == "8/(3-8/3)"

@@ -46,8 +46,9 @@ def test_random_fallback_does_not_disturb_the_deal_stream():
     b.reset(seed=11)
     info_a = a.step("nonsense")[4]
     info_b = b.step(f'{{"action": "{get_task("blackjack").action_names[info_a["action"]]}"}}')[4]
-    assert {k: v for k, v in info_a.items() if k not in ("invalid", "parse_reason")} == \
-        {k: v for k, v in info_b.items() if k not in ("invalid", "parse_reason")}
+    assert {k: v for k, v in info_a.items() if k not in ("invalid", "parse_reason")} == {
+        k: v for k, v in info_b.items() if k not in ("invalid", "parse_reason")
+    }
 
 
 def test_penalty_mode_leaves_the_game_as_it_was_and_charges_the_penalty():

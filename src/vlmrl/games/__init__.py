@@ -17,9 +17,7 @@ from vlmrl.games.parsing import Parsed
 from vlmrl.games.points24 import Points24Task
 from vlmrl.games.text_env import TextActionWrapper
 
-TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (NumberLineTask, EZPointsTask, Points24Task, BlackjackTask)
-}
+TASKS: dict[str, type[Task]] = {task.name: task for task in (NumberLineTask, EZPointsTask, Points24Task, BlackjackTask)}
 
 _ENTRY_POINTS = {
     "vlmrl/NumberLine-v0": "vlmrl.games.numberline:NumberLineEnv",

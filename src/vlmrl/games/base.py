@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -30,7 +30,7 @@ class GameEnv(gym.Env):
     same seed deals the same episode. `max_steps` bounds every episode (truncation).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 2}
     max_steps: int
 
     def __init__(self, render_mode: str | None = None) -> None:

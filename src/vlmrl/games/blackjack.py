@@ -16,7 +16,7 @@ programming over the infinite deck (`WinProbabilities`); the expert plays that p
 from __future__ import annotations
 
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import gymnasium as gym
@@ -40,7 +40,7 @@ def total_of(cards: list[Card]) -> int:
     return hand_total(sum(c.value for c in cards), any(c.rank == "A" for c in cards))
 
 
-@lru_cache(maxsize=None)
+@cache
 def dealer_outcomes(hard: int, has_ace: bool) -> tuple[tuple[int, Fraction], ...]:
     """The distribution of the dealer's final total (22 = bust) from a hand (hard, has_ace)."""
     total = hand_total(hard, has_ace)
@@ -55,7 +55,7 @@ def dealer_outcomes(hard: int, has_ace: bool) -> tuple[tuple[int, Fraction], ...
     return tuple(sorted(outcome.items()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def stand_win_probability(player_total: int, upcard: int) -> Fraction:
     """P(win) when standing on `player_total` against a dealer showing `upcard` (hole card unseen)."""
     win = Fraction(0)
@@ -66,7 +66,7 @@ def stand_win_probability(player_total: int, upcard: int) -> Fraction:
     return win
 
 
-@lru_cache(maxsize=None)
+@cache
 def win_probabilities(hard: int, has_ace: bool, upcard: int) -> tuple[Fraction, Fraction]:
     """(P(win) if standing now, P(win) if hitting now and then playing on optimally)."""
     stand = stand_win_probability(hand_total(hard, has_ace), upcard)
@@ -76,7 +76,7 @@ def win_probabilities(hard: int, has_ace: bool, upcard: int) -> tuple[Fraction, 
     return stand, hit
 
 
-@lru_cache(maxsize=None)
+@cache
 def best_win_probability(hard: int, has_ace: bool, upcard: int) -> Fraction:
     """The highest P(win) any policy reaches from this player hand (0 once bust)."""
     if hand_total(hard, has_ace) > 21:
@@ -180,10 +180,12 @@ class BlackjackTask(Task):
             "and lose at once if your total goes over 21."
         )
         if cot:
-            template = json_template({
-                "thoughts": '"<read your cards and the dealer\'s face-up card, add up your total, then decide>"',
-                "action": self.action_list(),
-            })
+            template = json_template(
+                {
+                    "thoughts": '"<read your cards and the dealer\'s face-up card, add up your total, then decide>"',
+                    "action": self.action_list(),
+                }
+            )
         else:
             template = json_template({"action": self.action_list()})
         return f"{rules}\n{ANSWER_FORMAT_LINE}\n{template}"
@@ -203,11 +205,13 @@ class BlackjackTask(Task):
         hard, has_ace, upcard = self._state(env)
         total = hand_total(hard, has_ace)
         soft = " (soft, an ace counts 11)" if total != hard else ""
-        opening = (f"My cards are {', '.join(c.rank for c in game.player)}, a total of {total}{soft}. "
-                   f"The dealer shows {game.upcard.rank}.")
+        opening = (
+            f"My cards are {', '.join(c.rank for c in game.player)}, a total of {total}{soft}. "
+            f"The dealer shows {game.upcard.rank}."
+        )
         name = self.action_names[action]
         if action != self.expert_action(env):
-            return f'{opening} I choose to {name}.'
+            return f"{opening} I choose to {name}."
         stand, hit = (float(p) for p in win_probabilities(hard, has_ace, upcard))
         if action == HIT:
             return f"{opening} Hitting wins more often ({hit:.0%}) than standing ({stand:.0%}), so I hit."

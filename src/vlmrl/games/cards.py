@@ -113,7 +113,9 @@ def draw_card(image: Image.Image, box: tuple[int, int, int, int], card: Card | N
     if card is None:
         draw.rounded_rectangle(box, radius=radius, fill=(30, 60, 150), outline=(240, 240, 240), width=3)
         inset = int(0.14 * min(w, h))
-        draw.rounded_rectangle((x0 + inset, y0 + inset, x1 - inset, y1 - inset), radius=radius, outline=(170, 190, 240), width=2)
+        draw.rounded_rectangle(
+            (x0 + inset, y0 + inset, x1 - inset, y1 - inset), radius=radius, outline=(170, 190, 240), width=2
+        )
         for gy in range(y0 + 2 * inset, y1 - inset - 4, 12):
             for gx in range(x0 + 2 * inset, x1 - inset - 4, 12):
                 draw.polygon([(gx, gy - 4), (gx + 4, gy), (gx, gy + 4), (gx - 4, gy)], fill=(120, 150, 220))
@@ -130,7 +132,9 @@ def blank_table(size: int = 300) -> Image.Image:
     return Image.new("RGB", (size, size), TABLE_GREEN)
 
 
-def draw_row(image: Image.Image, cards: list[Card | None], top: int, card_w: int, card_h: int, margin: int = 10) -> None:
+def draw_row(
+    image: Image.Image, cards: list[Card | None], top: int, card_w: int, card_h: int, margin: int = 10
+) -> None:
     """Cards side by side from the left margin, overlapping only when they would not fit."""
     n = len(cards)
     if n == 0:

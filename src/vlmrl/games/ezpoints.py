@@ -17,7 +17,15 @@ from fractions import Fraction
 
 from PIL import Image
 
-from vlmrl.games.cards import RANKS, Card, blank_table, card_with_value, draw_row, random_card, rank_value
+from vlmrl.games.cards import (
+    RANKS,
+    Card,
+    blank_table,
+    card_with_value,
+    draw_row,
+    random_card,
+    rank_value,
+)
 from vlmrl.games.formula import is_solvable
 from vlmrl.games.formula_game import FormulaGameEnv, FormulaTask
 

@@ -173,7 +173,7 @@ def _elements_from_sequence(formula: object) -> tuple[list[str], str]:
     """
     try:
         raw = list(islice(iter(formula), MAX_ELEMENTS + 1))  # type: ignore[call-overload]
-    except Exception:  # foreign __iter__/__next__ may do anything; report, don't raise
+    except Exception:  # noqa: BLE001 - foreign __iter__/__next__ may do anything; report, don't raise
         return [], "The formula is neither a string nor a sequence of elements."
     if len(raw) > MAX_ELEMENTS:
         return [], f"The formula is too long (more than {MAX_ELEMENTS} elements)."
@@ -210,7 +210,7 @@ def _card_counts(cards: object) -> tuple[Counter[int] | None, str]:
     """The cards as a multiset of ints (numpy ints welcome), or a reason when malformed."""
     try:
         counts = Counter(_operator.index(card) for card in cards)  # type: ignore[attr-defined]
-    except Exception:  # not iterable, not integers, or a misbehaving iterator
+    except Exception:  # noqa: BLE001 - not iterable, not integers, or a misbehaving iterator
         return None, "The cards must be a sequence of integers."
     return counts, ""
 
@@ -227,10 +227,7 @@ def _operand_problem(token: str, previous: str | None) -> str:
 def _adjacency_problem(token: str, previous: str) -> str:
     """Why an operand cannot directly follow a number or ')'."""
     if _is_number(token) and _is_number(previous):
-        return (
-            f"Two numbers are next to each other ({previous} and {token}): "
-            "an operator is missing between them."
-        )
+        return f"Two numbers are next to each other ({previous} and {token}): an operator is missing between them."
     return f"An operator is missing between {previous!r} and {token!r}."
 
 
@@ -304,8 +301,7 @@ def _cards_problem(numbers: Sequence[int], cards: Counter[int]) -> str:
             return f"Number {number} is not on the cards."
         if used[number] > cards[number]:
             return (
-                f"Number {number} is used more times ({used[number]}) "
-                f"than it appears on the cards ({cards[number]})."
+                f"Number {number} is used more times ({used[number]}) than it appears on the cards ({cards[number]})."
             )
     return ""
 
@@ -566,9 +562,7 @@ def _formulas(
     return memo[key]
 
 
-def _normalize(
-    numbers: Sequence[int], target: int, operators: str
-) -> tuple[_Multiset, Fraction, str]:
+def _normalize(numbers: Sequence[int], target: int, operators: str) -> tuple[_Multiset, Fraction, str]:
     """Canonical cache key: sorted numbers, exact target, operators in a fixed order."""
     if not isinstance(operators, str) or any(c not in ALL_OPERATORS for c in operators):
         raise ValueError(f"operators must be a string made of {ALL_OPERATORS!r}")
@@ -580,18 +574,14 @@ def _normalize(
 
 
 @lru_cache(maxsize=2048)
-def _cached_solutions(
-    multiset: _Multiset, target: Fraction, ops: str
-) -> tuple[tuple[str, ...], ...]:
+def _cached_solutions(multiset: _Multiset, target: Fraction, ops: str) -> tuple[tuple[str, ...], ...]:
     if not multiset or not _reachable(multiset, target, ops):
         return ()
     nodes = _formulas(multiset, target, ops, {})
     return tuple(sorted((elements for elements, _ in nodes), key=lambda e: (len(e), e)))
 
 
-def solutions(
-    numbers: Sequence[int], target: int, operators: str = ALL_OPERATORS
-) -> tuple[tuple[str, ...], ...]:
+def solutions(numbers: Sequence[int], target: int, operators: str = ALL_OPERATORS) -> tuple[tuple[str, ...], ...]:
     """Every distinct formula using each number exactly once that equals ``target``.
 
     Formulas are element tuples printed with minimal parentheses; both operand orders of
@@ -603,9 +593,7 @@ def solutions(
     return _cached_solutions(*_normalize(numbers, target, operators))
 
 
-def solve(
-    numbers: Sequence[int], target: int, operators: str = ALL_OPERATORS
-) -> tuple[str, ...] | None:
+def solve(numbers: Sequence[int], target: int, operators: str = ALL_OPERATORS) -> tuple[str, ...] | None:
     """A shortest formula reaching ``target`` (the first of :func:`solutions`), or None."""
     found = solutions(numbers, target, operators)
     return found[0] if found else None

@@ -141,12 +141,14 @@ class FormulaTask(Task):
             f"The current formula is: {info['formula'] or '(empty)'}"
         )
         if cot:
-            template = json_template({
-                "cards": f"[<the {self.env_class.n_cards} card numbers>]",
-                "current formula": '"<the formula built so far>"',
-                "thoughts": f'"<read the cards, find a formula equal to {target}, then choose the next element>"',
-                "action": self.action_list(),
-            })
+            template = json_template(
+                {
+                    "cards": f"[<the {self.env_class.n_cards} card numbers>]",
+                    "current formula": '"<the formula built so far>"',
+                    "thoughts": f'"<read the cards, find a formula equal to {target}, then choose the next element>"',
+                    "action": self.action_list(),
+                }
+            )
         else:
             template = json_template({"action": self.action_list()})
         return f"{rules}\n{ANSWER_FORMAT_LINE}\n{template}"
@@ -189,10 +191,14 @@ class FormulaTask(Task):
         plan = self.plan(env)
         if plan is None:
             if not game.formula:
-                return (f"{opening} No formula that uses each number once reaches {game.target}, "
-                        'so I end the episode with "=".')
-            return (f"{opening} The current formula cannot be completed to reach {game.target}, "
-                    'so I end the episode with "=".')
+                return (
+                    f"{opening} No formula that uses each number once reaches {game.target}, "
+                    'so I end the episode with "=".'
+                )
+            return (
+                f"{opening} The current formula cannot be completed to reach {game.target}, "
+                'so I end the episode with "=".'
+            )
         solution = "".join(plan)
         if name == "=":
             return f"{opening} The formula {solution} equals {game.target} and uses every card, so I submit it."

@@ -81,12 +81,16 @@ class NumberLineTask(Task):
             'target. The action "+" increases the current number by one and "-" decreases it by one.'
         )
         if cot:
-            template = json_template({
-                "current number": "<the integer after 'Current:' in the image>",
-                "target number": "<the integer after 'Target:' in the image>",
-                "thoughts": '"<read both numbers, then reason about which action brings the current number closer to the target>"',
-                "action": self.action_list(),
-            })
+            template = json_template(
+                {
+                    "current number": "<the integer after 'Current:' in the image>",
+                    "target number": "<the integer after 'Target:' in the image>",
+                    "thoughts": (
+                        '"<read both numbers, then pick the action that moves the current number towards the target>"'
+                    ),
+                    "action": self.action_list(),
+                }
+            )
         else:
             template = json_template({"action": self.action_list()})
         return f"{rules}\n{ANSWER_FORMAT_LINE}\n{template}"
@@ -105,8 +109,10 @@ class NumberLineTask(Task):
         relation = "smaller than" if c < g else "larger than"
         if action == self.expert_action(env):
             verb = "increase" if action == 1 else "decrease"
-            return (f"The current number is {c} and the target number is {g}. {c} is {relation} {g}, "
-                    f'so I should {verb} the current number with "{self.action_names[action]}".')
+            return (
+                f"The current number is {c} and the target number is {g}. {c} is {relation} {g}, "
+                f'so I should {verb} the current number with "{self.action_names[action]}".'
+            )
         return f'The current number is {c} and the target number is {g}. I choose "{self.action_names[action]}".'
 
     def ceiling(self) -> Fraction:

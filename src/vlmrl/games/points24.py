@@ -38,7 +38,7 @@ class Points24Env(FormulaGameEnv):
 
     def draw(self) -> Image.Image:
         image = blank_table()
-        for card, (x, y) in zip(self.cards, GRID):
+        for card, (x, y) in zip(self.cards, GRID, strict=False):
             draw_card(image, (x, y, x + CARD_W, y + CARD_H), card)
         return image
 

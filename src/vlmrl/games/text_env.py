@@ -25,8 +25,9 @@ INVALID_ACTIONS = ("random", "penalty")
 
 
 class TextActionWrapper(gym.Wrapper):
-    def __init__(self, env: gym.Env, task: Task, invalid_action: InvalidAction = "random",
-                 invalid_penalty: float = -1.0) -> None:
+    def __init__(
+        self, env: gym.Env, task: Task, invalid_action: InvalidAction = "random", invalid_penalty: float = -1.0
+    ) -> None:
         super().__init__(env)
         if invalid_action not in INVALID_ACTIONS:
             raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, not {invalid_action!r}")
