@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from vlmrl import __version__
 from vlmrl.errors import UsageError
 
 GAME_HELP = "game: numberline, ezpoints, points24 or blackjack"
@@ -47,13 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="vlmrl", description="Fine-tune vision-language models as decision-making agents with RL."
     )
+    parser.add_argument("--version", action="version", version=f"vlmrl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     ev = commands.add_parser(
         "eval",
         help="success rate of an agent over seeded episodes",
         description="Play N episodes on the deals of seeds S, S+1, ... and report the success "
-        "rate (with a 95%% Wilson interval), mean return, mean length, the rate of "
+        "rate (with a 95% Wilson interval), mean return, mean length, the rate of "
         "invalid answers, and the game's exact ceiling. With --json: one JSON "
         "object per game and agent, one per line.",
     )
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="random",
         help="what an unparseable answer becomes: a random legal action (paper) or a penalty",
     )
-    ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ev.add_argument("--json", action="store_true", help="print JSON (one object per row) instead of a table")
 
     play = commands.add_parser(
         "play",
