@@ -161,8 +161,8 @@ class BlackjackEnv(GameEnv):
         draw.text((10, 4), "Dealer", font=font(18), fill=(255, 255, 255))
         draw.text((10, 152), "Player", font=font(18), fill=(255, 255, 255))
         dealer: list[Card | None] = list(self.dealer) if self.revealed else [self.upcard, None]
-        draw_row(image, dealer, top=26, card_w=80, card_h=118)
-        draw_row(image, list(self.player), top=174, card_w=80, card_h=118)
+        draw_row(image, dealer, top=26, card_w=90, card_h=120)
+        draw_row(image, list(self.player), top=174, card_w=90, card_h=120)
         return image
 
 

@@ -74,28 +74,31 @@ def draw_text_centered(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text:
 
 
 def draw_suit(draw: ImageDraw.ImageDraw, cx: float, cy: float, size: float, suit: str) -> None:
-    """A suit symbol of height about `size`, centred on (cx, cy)."""
+    """A suit symbol of height about `size`, centred on (cx, cy).
+
+    The shapes exaggerate what tells them apart, so that they still differ when an image is
+    shrunk for a small model: the spade has a sharp tip, the club three separate round lobes.
+    """
     color = RED if suit in RED_SUITS else INK
     h = size / 2
     if suit == "diamonds":
-        draw.polygon([(cx, cy - h), (cx + 0.72 * h, cy), (cx, cy + h), (cx - 0.72 * h, cy)], fill=color)
+        draw.polygon([(cx, cy - h), (cx + 0.75 * h, cy), (cx, cy + h), (cx - 0.75 * h, cy)], fill=color)
     elif suit == "hearts":
         r = 0.5 * h
         draw.ellipse([cx - 2 * r, cy - h, cx, cy - h + 2 * r], fill=color)
         draw.ellipse([cx, cy - h, cx + 2 * r, cy - h + 2 * r], fill=color)
-        draw.polygon([(cx - 1.95 * r, cy - h + 1.25 * r), (cx + 1.95 * r, cy - h + 1.25 * r), (cx, cy + h)], fill=color)
+        draw.polygon([(cx - 1.95 * r, cy - h + 1.3 * r), (cx + 1.95 * r, cy - h + 1.3 * r), (cx, cy + h)], fill=color)
     elif suit == "spades":
-        r = 0.48 * h
-        draw.polygon([(cx, cy - h), (cx + 1.95 * r, cy + 0.15 * h), (cx - 1.95 * r, cy + 0.15 * h)], fill=color)
-        draw.ellipse([cx - 2 * r, cy - 0.35 * h, cx, cy - 0.35 * h + 2 * r], fill=color)
-        draw.ellipse([cx, cy - 0.35 * h, cx + 2 * r, cy - 0.35 * h + 2 * r], fill=color)
-        draw.polygon([(cx, cy + 0.2 * h), (cx + 0.45 * h, cy + h), (cx - 0.45 * h, cy + h)], fill=color)
-    elif suit == "clubs":
         r = 0.42 * h
-        draw.ellipse([cx - r, cy - h, cx + r, cy - h + 2 * r], fill=color)
-        draw.ellipse([cx - 2.1 * r, cy - 0.55 * h, cx - 0.1 * r, cy - 0.55 * h + 2 * r], fill=color)
-        draw.ellipse([cx + 0.1 * r, cy - 0.55 * h, cx + 2.1 * r, cy - 0.55 * h + 2 * r], fill=color)
-        draw.polygon([(cx, cy - 0.2 * h), (cx + 0.45 * h, cy + h), (cx - 0.45 * h, cy + h)], fill=color)
+        draw.polygon([(cx, cy - h), (cx + 0.92 * h, cy + 0.2 * h), (cx - 0.92 * h, cy + 0.2 * h)], fill=color)
+        draw.ellipse([cx - 0.92 * h, cy - 0.2 * h, cx - 0.92 * h + 2 * r, cy - 0.2 * h + 2 * r], fill=color)
+        draw.ellipse([cx + 0.92 * h - 2 * r, cy - 0.2 * h, cx + 0.92 * h, cy - 0.2 * h + 2 * r], fill=color)
+        draw.polygon([(cx, cy + 0.2 * h), (cx + 0.35 * h, cy + h), (cx - 0.35 * h, cy + h)], fill=color)
+    elif suit == "clubs":
+        r = 0.36 * h
+        for lx, ly in ((cx, cy - h + r), (cx - 0.58 * h, cy - 0.02 * h), (cx + 0.58 * h, cy - 0.02 * h)):
+            draw.ellipse([lx - r, ly - r, lx + r, ly + r], fill=color)
+        draw.polygon([(cx, cy - 0.3 * h), (cx + 0.3 * h, cy + h), (cx - 0.3 * h, cy + h)], fill=color)
     else:
         raise ValueError(f"unknown suit {suit!r}")
 
@@ -122,9 +125,18 @@ def draw_card(image: Image.Image, box: tuple[int, int, int, int], card: Card | N
         return
     draw.rounded_rectangle(box, radius=radius, fill=(252, 252, 248), outline=INK, width=2)
     color = RED if card.suit in RED_SUITS else INK
-    corner = max(12, int(0.30 * min(w, 1.4 * h)))
-    draw.text((x0 + 0.06 * w, y0 + 0.04 * h), card.rank, font=font(corner), fill=color, anchor="la")
-    draw_suit(draw, x0 + 0.06 * w + 0.3 * corner, y0 + 0.06 * h + 1.55 * corner, 0.62 * corner, card.suit)
+    corner = max(14, int(0.36 * min(w, 1.2 * h)))
+    bold = max(1, corner // 18)  # thin strokes would turn grey when the image is shrunk
+    draw.text(
+        (x0 + 0.06 * w, y0 + 0.03 * h),
+        card.rank,
+        font=font(corner),
+        fill=color,
+        anchor="la",
+        stroke_width=bold,
+        stroke_fill=color,
+    )
+    draw_suit(draw, x0 + 0.06 * w + 0.36 * corner, y0 + 0.05 * h + 1.6 * corner, 0.8 * corner, card.suit)
     draw_suit(draw, x0 + 0.62 * w, y0 + 0.64 * h, 0.42 * min(w, h), card.suit)
 
 
