@@ -108,3 +108,39 @@ def test_wilson_interval_is_exact_at_the_edges_and_contains_the_rate():
     assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(50, 50)[1] == 1.0
     low, high = wilson_interval(30, 100)
     assert low < 0.3 < high and high - low == pytest.approx(0.18, abs=0.01)
+
+
+def test_init_model_writes_a_folder_every_loader_reads(capsys, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    from vlmrl.policy import load_policy
+
+    code, out, _ = run(
+        capsys, "init-model", "--family", "qwen2-vl", "--size", "test", "--out", str(tmp_path / "m"), "--json"
+    )
+    summary = json.loads(out)
+    assert code == 0 and summary["family"] == "qwen2-vl" and 100_000 < summary["parameters"] < 2_000_000
+    model = AutoModelForImageTextToText.from_pretrained(tmp_path / "m", local_files_only=True)
+    assert sum(p.numel() for p in model.parameters()) == summary["parameters"]
+    assert load_policy(tmp_path / "m").family == "qwen2-vl"
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["init-model", "--family", "gpt", "--out", "x"], "unknown family 'gpt'; known families: llava, llava-next"),
+        (
+            ["init-model", "--family", "llava", "--size", "huge", "--out", "x"],
+            "unknown size 'huge'; known sizes: test, demo",
+        ),
+    ],
+)
+def test_init_model_bad_choices_are_one_error_line(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_init_model_never_overwrites_a_folder_it_did_not_build(capsys, tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    code, _, err = run(capsys, "init-model", "--family", "llava", "--out", str(tmp_path))
+    assert code == 2 and "refusing to overwrite" in err and (tmp_path / "precious.txt").read_text() == "keep me"

@@ -86,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--seed", type=int, default=0, help="seed of the episode's deal (default: 0)")
     play.add_argument("--out", default="episode.gif", help="where to write the GIF (default: episode.gif)")
 
+    init = commands.add_parser(
+        "init-model",
+        help="build a tiny random VLM of a family, offline",
+        description="Build a randomly initialised vision-language model of a family (no download): its BPE "
+        "tokenizer is trained on the games' prompts and expert answers, and it is saved as an ordinary Hugging "
+        "Face folder that `from_pretrained` and every vlmrl command load like a real checkpoint.",
+    )
+    init.add_argument("--family", required=True, help="llava, llava-next, qwen2-vl or qwen2.5-vl")
+    init.add_argument("--size", default="test", help="test (~0.5M parameters, for tests) or demo (~5M, the CPU demo)")
+    init.add_argument("--out", required=True, help="folder to write (replaced only if empty or a previous tiny build)")
+    init.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
+    init.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
+
     bench = commands.add_parser("bench", help="measure speed", description="Speed measurements.")
     what = bench.add_subparsers(dest="what", required=True, parser_class=OneLineParser)
     env = what.add_parser(
@@ -112,14 +125,14 @@ def progress_bar(description: str, total: int, enabled: bool) -> Progress:
     )
 
 
-def names_list(text: str, known: Sequence[str], kind: str) -> list[str]:
+def names_list(text: str, known: Sequence[str], kind: str, plural: str = "") -> list[str]:
     """A comma-separated list of names, or `all`; unknown names are a one-line error."""
     if text.strip().lower() == "all":
         return list(known)
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
     for name in names:
         if name not in known:
-            raise UsageError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(known)}")
+            raise UsageError(f"unknown {kind} {name!r}; known {plural or kind + 's'}: {', '.join(known)}")
     return names
 
 
@@ -186,6 +199,29 @@ def command_play(args: argparse.Namespace) -> None:
     )
 
 
+def command_init_model(args: argparse.Namespace) -> None:
+    from vlmrl.policy.families import FAMILIES
+    from vlmrl.policy.tiny import SIZES, build_tiny_model, count_parameters
+
+    names_list(args.family, list(FAMILIES), "family", "families")
+    names_list(args.size, list(SIZES), "size")
+    try:
+        folder = build_tiny_model(args.family, args.size, args.out, seed=args.seed)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    summary = {
+        "out": str(folder),
+        "family": args.family,
+        "size": args.size,
+        "seed": args.seed,
+        "parameters": count_parameters(folder),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{folder}: tiny {args.family} ({args.size}), {summary['parameters']:,} parameters, random weights")
+
+
 def command_bench_env(args: argparse.Namespace) -> None:
     from vlmrl.bench import env_steps_per_second
     from vlmrl.games import game_names, get_task
@@ -210,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             command_eval(args)
         elif args.command == "play":
             command_play(args)
+        elif args.command == "init-model":
+            command_init_model(args)
         elif args.command == "bench" and args.what == "env":
             command_bench_env(args)
     except UsageError as error:
