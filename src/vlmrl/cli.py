@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Face folder that `from_pretrained` and every vlmrl command load like a real checkpoint.",
     )
     init.add_argument("--family", required=True, help="llava, llava-next, qwen2-vl or qwen2.5-vl")
-    init.add_argument("--size", default="test", help="test (~0.5M parameters, for tests) or demo (~5M, the CPU demo)")
+    init.add_argument("--size", default="test", help="test (~1M parameters, for tests) or demo (~5M, the CPU demo)")
     init.add_argument("--out", required=True, help="folder to write (replaced only if empty or a previous tiny build)")
     init.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     init.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")

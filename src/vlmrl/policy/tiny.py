@@ -79,11 +79,11 @@ class Dims:
 DIMS = {
     "test": Dims(
         vocab=2048,
-        text_hidden=64,
+        text_hidden=128,
         text_layers=2,
         text_heads=4,
         text_kv_heads=2,
-        text_ffn=256,
+        text_ffn=384,
         vision_hidden=64,
         vision_layers=2,
         vision_heads=4,
@@ -102,7 +102,7 @@ DIMS = {
         vision_ffn=512,
     ),
 }
-"""`test`: ~0.4-0.5M parameters, for unit tests. `demo`: ~5.4-6M, trains on 2 CPU cores."""
+"""`test`: ~1M parameters, for unit tests. `demo`: ~5.4-6M, trains on 2 CPU cores."""
 
 
 def check_size(size: str) -> Dims:
