@@ -190,3 +190,16 @@ def test_bad_model_folders_are_one_clear_error(tmp_path, tiny_model_dir):
     assert len(str(error.value).splitlines()) == 1
     with pytest.raises(UsageError, match="trainable must be one of"):
         load_policy(source, trainable="everything")
+
+
+@pytest.mark.parametrize("family", ["llava-next", "qwen2-vl"])
+def test_a_folder_without_chat_template_gets_the_familys(family, tiny_model_dir, tmp_path):
+    source = tiny_model_dir(family)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for file in source.iterdir():
+        if file.name != "chat_template.jinja":
+            (bare / file.name).write_bytes(file.read_bytes())
+    with_template, without = load_policy(source), load_policy(bare)
+    assert without.chat("Which card?") == with_template.chat("Which card?")
+    assert "Which card?" in without.chat("Which card?")
