@@ -22,7 +22,7 @@ torchvision), so there the processor is an image-only subclass, loaded from the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from transformers import AutoConfig, AutoProcessor, Qwen2_5_VLProcessor, Qwen2VLProcessor
@@ -100,62 +100,47 @@ class Family:
     unk: str | None
 
 
+LLAVA = Family(
+    name="llava",
+    model_types=("llava",),
+    model_class="LlavaForConditionalGeneration",
+    chat_template=LLAVA_TEMPLATE,
+    image_token="<image>",
+    placeholders=("<image>",),
+    extra_inputs=(),
+    special_tokens=LLAVA_TOKENS,
+    bos="<s>",
+    eos="</s>",
+    pad="<pad>",
+    unk="<unk>",
+)
+QWEN2_VL = Family(
+    name="qwen2-vl",
+    model_types=("qwen2_vl",),
+    model_class="Qwen2VLForConditionalGeneration",
+    chat_template=QWEN_TEMPLATE,
+    image_token="<|image_pad|>",
+    placeholders=QWEN_PLACEHOLDERS,
+    extra_inputs=("image_grid_thw", "mm_token_type_ids"),
+    special_tokens=QWEN_TOKENS,
+    bos=None,
+    eos="<|im_end|>",
+    pad="<|endoftext|>",
+    unk=None,
+)
 FAMILIES: dict[str, Family] = {
-    "llava": Family(
-        name="llava",
-        model_types=("llava",),
-        model_class="LlavaForConditionalGeneration",
-        chat_template=LLAVA_TEMPLATE,
-        image_token="<image>",
-        placeholders=("<image>",),
-        extra_inputs=(),
-        special_tokens=LLAVA_TOKENS,
-        bos="<s>",
-        eos="</s>",
-        pad="<pad>",
-        unk="<unk>",
-    ),
-    "llava-next": Family(
+    "llava": LLAVA,
+    "llava-next": replace(
+        LLAVA,
         name="llava-next",
         model_types=("llava_next",),
         model_class="LlavaNextForConditionalGeneration",
         chat_template=LLAVA_NEXT_TEMPLATE,
-        image_token="<image>",
-        placeholders=("<image>",),
         extra_inputs=("image_sizes",),
-        special_tokens=LLAVA_TOKENS,
-        bos="<s>",
-        eos="</s>",
-        pad="<pad>",
-        unk="<unk>",
     ),
-    "qwen2-vl": Family(
-        name="qwen2-vl",
-        model_types=("qwen2_vl",),
-        model_class="Qwen2VLForConditionalGeneration",
-        chat_template=QWEN_TEMPLATE,
-        image_token="<|image_pad|>",
-        placeholders=QWEN_PLACEHOLDERS,
-        extra_inputs=("image_grid_thw", "mm_token_type_ids"),
-        special_tokens=QWEN_TOKENS,
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        unk=None,
-    ),
-    "qwen2.5-vl": Family(
-        name="qwen2.5-vl",
-        model_types=("qwen2_5_vl",),
-        model_class="Qwen2_5_VLForConditionalGeneration",
-        chat_template=QWEN_TEMPLATE,
-        image_token="<|image_pad|>",
-        placeholders=QWEN_PLACEHOLDERS,
-        extra_inputs=("image_grid_thw", "mm_token_type_ids"),
-        special_tokens=QWEN_TOKENS,
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        unk=None,
+    "qwen2-vl": QWEN2_VL,
+    "qwen2.5-vl": replace(
+        QWEN2_VL, name="qwen2.5-vl", model_types=("qwen2_5_vl",), model_class="Qwen2_5_VLForConditionalGeneration"
     ),
 }
 
