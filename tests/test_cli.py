@@ -72,7 +72,7 @@ def test_eval_prints_a_table_with_the_ceiling(capsys):
         (["eval", "--env", "numberline", "--agent", "genius"], "unknown agent 'genius'; known agents: expert, random"),
         (["eval", "--env", "numberline", "--episodes", "0"], "expected a positive integer"),
         (["bench", "env", "--env", "poker"], "unknown game 'poker'"),
-        (["train"], "invalid choice"),
+        (["fly"], "invalid choice"),
     ],
 )
 def test_bad_input_is_one_clear_error_line(capsys, argv, message):

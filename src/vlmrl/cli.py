@@ -86,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--seed", type=int, default=0, help="seed of the episode's deal (default: 0)")
     play.add_argument("--out", default="episode.gif", help="where to write the GIF (default: episode.gif)")
 
+    train = commands.add_parser(
+        "train",
+        help="fine-tune a VLM agent with PPO",
+        description="PPO fine-tuning of a vision-language model on a game (the RL4VLM recipe). Start from a "
+        "config file or a game's preset, change any key with key=value, or continue a stopped run with --resume. "
+        "Writes RUN_DIR/config.yaml, metrics.jsonl, TensorBoard events, curve.png and checkpoints/step-N/.",
+    )
+    source = train.add_mutually_exclusive_group()
+    source.add_argument("--config", help="a YAML config (e.g. configs/numberline.yaml, configs/paper/...)")
+    source.add_argument("--env", help=f"{GAME_HELP}: use that game's preset configs/<game>.yaml")
+    source.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest intact checkpoint")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config changes, e.g. lr=1e-4 num_envs=8")
+
     init = commands.add_parser(
         "init-model",
         help="build a tiny random VLM of a family, offline",
@@ -246,6 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             command_eval(args)
         elif args.command == "play":
             command_play(args)
+        elif args.command == "train":
+            from vlmrl.train import main_train
+
+            run_dir = main_train(args.config, args.env, args.overrides, args.resume)
+            print(f"run written to {run_dir}")
         elif args.command == "init-model":
             command_init_model(args)
         elif args.command == "bench" and args.what == "env":

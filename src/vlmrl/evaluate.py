@@ -6,12 +6,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vlmrl.agents import Agent
-from vlmrl.games import TextActionWrapper, make_env
+
+if TYPE_CHECKING:
+    from vlmrl.policy import Policy
+from vlmrl.games import Task, TextActionWrapper, make_env
 
 
 @dataclass
@@ -75,27 +78,14 @@ def play_episode(env: TextActionWrapper, agent: Agent, seed: int, record: bool =
             return Episode(bool(info["success"]), ret, length, invalid, frames)
 
 
-def evaluate(
-    agent: Agent,
-    episodes: int,
-    seed: int,
-    progress: Callable[[int], None] | None = None,
-    invalid_action: str = "random",
-) -> EvalResult:
-    """Play `episodes` episodes of the agent's game with seeds seed, seed+1, ... and summarise them."""
-    task = agent.task
-    env = TextActionWrapper(make_env(task.name), task, invalid_action=invalid_action)
-    results = []
-    for i in range(episodes):
-        results.append(play_episode(env, agent, seed + i))
-        if progress is not None:
-            progress(i + 1)
-    env.close()
+def summarize(task: Task, agent_name: str, results: list[Episode]) -> EvalResult:
+    """Success rate with its interval, mean return and length, and invalid answers per step."""
+    episodes = len(results)
     successes = sum(r.success for r in results)
     steps = sum(r.length for r in results)
     return EvalResult(
         env=task.name,
-        agent=agent.name,
+        agent=agent_name,
         episodes=episodes,
         success_rate=successes / episodes if episodes else 0.0,
         success_ci95=wilson_interval(successes, episodes),
@@ -104,3 +94,68 @@ def evaluate(
         invalid_rate=sum(r.invalid for r in results) / steps if steps else 0.0,
         ceiling=float(task.ceiling()),
     )
+
+
+def evaluate(
+    agent: Agent,
+    episodes: int,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+    invalid_action: str = "random",
+) -> EvalResult:
+    """Play `episodes` episodes of the agent's game with seeds seed, seed+1, ... and summarise them."""
+    env = TextActionWrapper(make_env(agent.task.name), agent.task, invalid_action=invalid_action)
+    results = []
+    for i in range(episodes):
+        results.append(play_episode(env, agent, seed + i))
+        if progress is not None:
+            progress(i + 1)
+    env.close()
+    return summarize(agent.task, agent.name, results)
+
+
+def evaluate_policy(
+    policy: Policy,
+    task: Task,
+    episodes: int,
+    seed: int,
+    *,
+    cot: bool = True,
+    temperature: float = 0.2,
+    top_p: float = 1.0,
+    max_new_tokens: int = 256,
+    invalid_action: str = "random",
+    batch_size: int = 64,
+) -> EvalResult:
+    """A VLM policy on the deals of seeds seed, seed+1, ...: up to `batch_size` episodes run in
+    lockstep, one batched `generate` per step, each episode stepped until it ends."""
+    results: list[Episode] = []
+    for first in range(seed, seed + episodes, batch_size):
+        seeds = range(first, min(first + batch_size, seed + episodes))
+        envs = [TextActionWrapper(make_env(task.name), task, invalid_action=invalid_action) for _ in seeds]
+        current = [env.reset(seed=s) for env, s in zip(envs, seeds, strict=True)]
+        totals = [Episode(False, 0.0, 0, 0) for _ in seeds]
+        active = list(range(len(envs)))
+        while active:
+            samples = policy.generate(
+                [current[i][0] for i in active],
+                [task.prompt(current[i][1], cot=cot) for i in active],
+                temperature=temperature,
+                top_p=top_p,
+                max_new_tokens=max_new_tokens,
+            )
+            still = []
+            for i, sample in zip(active, samples, strict=True):
+                obs, reward, terminated, truncated, info = envs[i].step(sample.text)
+                total = totals[i]
+                total.ret += float(reward)
+                total.length += 1
+                total.invalid += int(info["invalid"])
+                current[i] = (obs, info)
+                if terminated or truncated:
+                    total.success = bool(info["success"])
+                else:
+                    still.append(i)
+            active = still
+        results.extend(totals)
+    return summarize(task, "policy", results)

@@ -203,3 +203,16 @@ def test_a_folder_without_chat_template_gets_the_familys(family, tiny_model_dir,
     with_template, without = load_policy(source), load_policy(bare)
     assert without.chat("Which card?") == with_template.chat("Which card?")
     assert "Which card?" in without.chat("Which card?")
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_values_of_observations_equal_the_values_generate_reports(family, tiny_model_dir, game_inputs):
+    policy = load_policy(tiny_model_dir(family)).eval()
+    with torch.no_grad():
+        for module in policy.value_head.mlp:  # a critic with visible output, not the near-zero start
+            if isinstance(module, torch.nn.Linear):
+                torch.nn.init.normal_(module.weight, std=0.5)
+    samples = sampled(policy, game_inputs, max_new_tokens=2)
+    values = policy.values(*game_inputs)
+    assert torch.allclose(values, torch.tensor([s.value for s in samples]), atol=1e-4)
+    assert values.abs().max() > 1e-3

@@ -203,6 +203,16 @@ class Policy(nn.Module):
             )
         return samples
 
+    @torch.no_grad()
+    def values(self, images: Sequence[np.ndarray | Image.Image], prompts: Sequence[str]) -> torch.Tensor:
+        """Critic values of observations (e.g. the last one of a truncated episode), one forward pass."""
+        inputs = self.encode(images, prompts)
+        if not self.uses_mrope:
+            inputs["position_ids"] = positions(inputs["attention_mask"])
+        with final_hidden_states(self.model) as hidden:
+            self.model(**inputs, logits_to_keep=1, use_cache=False)
+        return self.value_head(hidden[-1][:, -1])
+
     def _response_length(self, tokens: torch.Tensor) -> int:
         """Tokens up to and including the first end-of-sequence token (all when there is none)."""
         is_eos = torch.isin(tokens, torch.tensor(self.eos_ids, device=tokens.device))
@@ -248,13 +258,18 @@ class Policy(nn.Module):
         if self.uses_mrope:
             inputs["mm_token_type_ids"] = torch.tensor(self.processor.create_mm_token_type_ids(input_ids))
         else:
-            inputs["position_ids"] = (attention.cumsum(-1) - 1).masked_fill(attention == 0, 0)
+            inputs["position_ids"] = positions(attention)
         inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         if inputs.get("pixel_values") is not None and inputs["pixel_values"].is_floating_point():
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         response_ids = input_ids[:, prompt_length:].to(self.device)
         response_mask = attention[:, prompt_length:].to(self.device).float()
         return inputs, response_ids, response_mask
+
+
+def positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids under left padding, as `generate` computes them: real tokens count from 0."""
+    return (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
 
 
 def as_pil(image: np.ndarray | Image.Image) -> Image.Image:

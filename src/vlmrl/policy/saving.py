@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from peft import PeftModel, set_peft_model_state_dict
+import torch
+from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -30,6 +31,38 @@ def is_lora(policy: Policy) -> bool:
 def trained_state(policy: Policy) -> dict:
     """The parameters that train, by name, detached on the CPU."""
     return {n: p.detach().cpu().contiguous() for n, p in policy.model.named_parameters() if p.requires_grad}
+
+
+def trainable_tensors(policy: Policy) -> dict[str, dict[str, torch.Tensor]]:
+    """What trains, as flat tensor dicts by file stem: the adapter (or fine-tuned weights) and the value head."""
+    if is_lora(policy):
+        weights = {n: t.detach().cpu().contiguous() for n, t in get_peft_model_state_dict(policy.model).items()}
+        stem = "adapter"
+    else:
+        weights, stem = trained_state(policy), "trained"
+    value_head = {n: t.detach().cpu().contiguous() for n, t in policy.value_head.state_dict().items()}
+    return {stem: weights, "value_head": value_head}
+
+
+def load_trainable_tensors(policy: Policy, tensors: dict[str, dict[str, torch.Tensor]], source: str) -> None:
+    """Put tensors from `trainable_tensors` (of a policy built the same way) back into `policy`."""
+    stem = "adapter" if is_lora(policy) else "trained"
+    if stem not in tensors or "value_head" not in tensors:
+        raise UsageError(f"{source} holds no {stem} weights; it was written by a run with lora={not is_lora(policy)}")
+    if is_lora(policy):
+        result = set_peft_model_state_dict(policy.model, tensors[stem])
+        unexpected = list(getattr(result, "unexpected_keys", []) or [])
+        if unexpected:
+            raise UsageError(f"adapter in {source} does not fit this model (unexpected {unexpected[0]!r})")
+    else:
+        expected = trained_state(policy)
+        if set(tensors[stem]) != set(expected):
+            mismatch = sorted(set(expected) ^ set(tensors[stem]))
+            raise UsageError(
+                f"weights in {source} do not fit this model and its trainable parts (first mismatch: {mismatch[0]!r})"
+            )
+        policy.model.load_state_dict(tensors[stem], strict=False)
+    policy.value_head.load_state_dict(tensors["value_head"])
 
 
 def save_trainable(policy: Policy, folder: str | Path) -> Path:
@@ -61,21 +94,11 @@ def load_trainable(policy: Policy, folder: str | Path) -> None:
     if not folder.is_dir():
         raise UsageError(f"policy checkpoint {str(folder)!r} does not exist")
     if is_lora(policy):
-        result = set_peft_model_state_dict(policy.model, _read(folder / ADAPTER_DIR / ADAPTER_WEIGHTS))
-        unexpected = list(getattr(result, "unexpected_keys", []) or [])
-        if unexpected:
-            raise UsageError(f"adapter in {str(folder)!r} does not fit this model (unexpected {unexpected[0]!r})")
+        tensors = {"adapter": _read(folder / ADAPTER_DIR / ADAPTER_WEIGHTS)}
     else:
-        state = _read(folder / TRAINED)
-        expected = trained_state(policy)
-        if set(state) != set(expected):
-            missing = sorted(set(expected) - set(state)) or sorted(set(state) - set(expected))
-            raise UsageError(
-                f"weights in {str(folder)!r} do not fit this model and its trainable parts "
-                f"(first mismatch: {missing[0]!r})"
-            )
-        policy.model.load_state_dict(state, strict=False)
-    policy.value_head.load_state_dict(_read(folder / VALUE_HEAD))
+        tensors = {"trained": _read(folder / TRAINED)}
+    tensors["value_head"] = _read(folder / VALUE_HEAD)
+    load_trainable_tensors(policy, tensors, repr(str(folder)))
 
 
 def export_merged(policy: Policy, folder: str | Path) -> Path:

@@ -1,0 +1,24 @@
+"""Pure tensor code of the RL algorithms: advantage estimation and the PPO losses."""
+
+from vlmrl.algos.advantages import gae, normalize
+from vlmrl.algos.ppo import (
+    PPOLosses,
+    cosine_lr,
+    kl_to_reference,
+    minibatch_indices,
+    policy_loss,
+    ppo_losses,
+    value_loss,
+)
+
+__all__ = [
+    "PPOLosses",
+    "cosine_lr",
+    "gae",
+    "kl_to_reference",
+    "minibatch_indices",
+    "normalize",
+    "policy_loss",
+    "ppo_losses",
+    "value_loss",
+]

@@ -1,0 +1,197 @@
+"""Collecting experience: N environments stepped in lockstep, one batched `generate` per step.
+
+Each stored sample keeps its own prompt ids and image (the original re-scored every sample
+under the first prompt of the run). Episodes that end are reset at once with a fresh seed
+from the run's seed stream. A truncated episode bootstraps from the value of its last
+observation; a terminated one does not.
+
+The state of the environments is saved as what reproduces it: each environment's episode
+seed and the actions taken since, replayed on resume. This works for any environment whose
+`reset(seed=...)` is deterministic, without pickling environments.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from vlmrl.evaluate import Episode
+from vlmrl.games import Task, TextActionWrapper, make_env
+from vlmrl.games.parsing import format_answer
+from vlmrl.policy.policy import Policy, Sample
+
+EVAL_SEED_BASE = 1 << 30
+"""Training episodes draw seeds below this, evaluations from it upwards: never the same deal."""
+
+
+@dataclass
+class RolloutBuffer:
+    """T steps x N environments, time-major; `samples[t * N + i]` is environment i at step t."""
+
+    samples: list[Sample]
+    rewards: torch.Tensor
+    values: torch.Tensor
+    next_values: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    invalid: torch.Tensor
+    generated_tokens: int = 0
+    generation_seconds: float = 0.0
+
+
+@dataclass
+class EnvTrack:
+    """What reproduces one environment's current episode, and its running totals."""
+
+    seed: int
+    actions: list[int | None] = field(default_factory=list)
+    ret: float = 0.0
+    invalid: int = 0
+
+
+class Rollouts:
+    def __init__(
+        self,
+        task: Task,
+        num_envs: int,
+        seed: int,
+        invalid_action: str = "random",
+        invalid_penalty: float = -1.0,
+        cot: bool = True,
+    ) -> None:
+        self.task, self.cot = task, cot
+        self.envs = [
+            TextActionWrapper(make_env(task.name), task, invalid_action=invalid_action, invalid_penalty=invalid_penalty)
+            for _ in range(num_envs)
+        ]
+        self.seed_stream = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+        self.tracks: list[EnvTrack] = []
+        self.current: list[tuple[np.ndarray, dict[str, Any]]] = []
+        for env in self.envs:
+            self.tracks.append(EnvTrack(seed=0))
+            self.current.append(self._start_episode(env, len(self.tracks) - 1))
+
+    def _start_episode(self, env: TextActionWrapper, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+        seed = int(self.seed_stream.integers(EVAL_SEED_BASE))
+        self.tracks[index] = EnvTrack(seed=seed)
+        return env.reset(seed=seed)
+
+    def prompts(self) -> list[str]:
+        return [self.task.prompt(info, cot=self.cot) for _, info in self.current]
+
+    def collect(
+        self,
+        policy: Policy,
+        steps: int,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+    ) -> tuple[RolloutBuffer, list[Episode]]:
+        """`steps` lockstep steps of every environment; the episodes that finished meanwhile."""
+        n = len(self.envs)
+        shape = (steps, n)
+        rewards, values, next_values = torch.zeros(shape), torch.zeros(shape), torch.zeros(shape)
+        terminated = torch.zeros(shape, dtype=torch.bool)
+        truncated = torch.zeros(shape, dtype=torch.bool)
+        invalid = torch.zeros(shape, dtype=torch.bool)
+        samples: list[Sample] = []
+        finished: list[Episode] = []
+        tokens, seconds = 0, 0.0
+        for t in range(steps):
+            started = time.perf_counter()
+            batch = policy.generate(
+                [obs for obs, _ in self.current],
+                self.prompts(),
+                temperature=temperature,
+                top_p=top_p,
+                max_new_tokens=max_new_tokens,
+            )
+            seconds += time.perf_counter() - started
+            tokens += sum(len(s.response_ids) for s in batch)
+            samples.extend(batch)
+            truncated_finals: list[tuple[int, np.ndarray, dict[str, Any]]] = []
+            for i, (env, sample) in enumerate(zip(self.envs, batch, strict=True)):
+                obs, reward, term, trunc, info = env.step(sample.text)
+                track = self.tracks[i]
+                track.actions.append(info["action"])
+                track.ret += float(reward)
+                track.invalid += int(info["invalid"])
+                rewards[t, i], values[t, i] = float(reward), sample.value
+                terminated[t, i], truncated[t, i], invalid[t, i] = term, trunc and not term, info["invalid"]
+                if term or trunc:
+                    finished.append(Episode(bool(info["success"]), track.ret, len(track.actions), track.invalid))
+                    if trunc and not term:
+                        truncated_finals.append((i, obs, info))
+                    self.current[i] = self._start_episode(env, i)
+                else:
+                    self.current[i] = (obs, info)
+            if truncated_finals:
+                bootstrap = policy.values(
+                    [obs for _, obs, _ in truncated_finals],
+                    [self.task.prompt(info, cot=self.cot) for _, _, info in truncated_finals],
+                )
+                for (i, _, _), value in zip(truncated_finals, bootstrap.tolist(), strict=True):
+                    next_values[t, i] = value
+        last_values = policy.values([obs for obs, _ in self.current], self.prompts()).cpu()
+        for t in range(steps):
+            following = values[t + 1] if t + 1 < steps else last_values
+            ended = terminated[t] | truncated[t]
+            next_values[t] = torch.where(ended, next_values[t], following)
+        buffer = RolloutBuffer(samples, rewards, values, next_values, terminated, truncated, invalid, tokens, seconds)
+        return buffer, finished
+
+    # ---------------------------------------------------------------- save and restore
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able: the seed stream, and per environment its episode seed and actions so far."""
+        return {
+            "seed_stream": self.seed_stream.bit_generator.state,
+            "tracks": [asdict(track) for track in self.tracks],
+            "fallback_rngs": [env._rng.bit_generator.state for env in self.envs],
+            "counters": [[env.steps, env.invalid_steps] for env in self.envs],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Rebuild every environment's current episode by replaying its actions."""
+        if len(state["tracks"]) != len(self.envs):
+            raise ValueError(f"the checkpoint has {len(state['tracks'])} environments, this run {len(self.envs)}")
+        self.seed_stream.bit_generator.state = state["seed_stream"]
+        for i, (env, track) in enumerate(zip(self.envs, state["tracks"], strict=True)):
+            self.tracks[i] = EnvTrack(**track)
+            obs, info = env.reset(seed=self.tracks[i].seed)
+            for action in self.tracks[i].actions:
+                text = format_answer({"action": self.task.action_names[action]}) if action is not None else ""
+                obs, _, _, _, info = env.step(text)
+            self.current[i] = (obs, info)
+            env._rng.bit_generator.state = state["fallback_rngs"][i]
+            env.steps, env.invalid_steps = state["counters"][i]
+
+
+class EpisodeWindow:
+    """The last K finished episodes, for the training success rate."""
+
+    def __init__(self, size: int) -> None:
+        self.episodes: deque[Episode] = deque(maxlen=size)
+
+    def extend(self, episodes: list[Episode]) -> None:
+        self.episodes.extend(episodes)
+
+    def summary(self) -> dict[str, float]:
+        if not self.episodes:
+            return {}
+        return {
+            "charts/success_rate": float(np.mean([e.success for e in self.episodes])),
+            "charts/episodic_return": float(np.mean([e.ret for e in self.episodes])),
+            "charts/episode_length": float(np.mean([e.length for e in self.episodes])),
+        }
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return [{k: v for k, v in asdict(e).items() if k != "frames"} for e in self.episodes]
+
+    def load_state_dict(self, state: list[dict[str, Any]]) -> None:
+        self.episodes.clear()
+        self.episodes.extend(Episode(**e) for e in state)

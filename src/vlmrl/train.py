@@ -1,0 +1,331 @@
+"""PPO fine-tuning of a vision-language agent, top to bottom (the RL4VLM recipe).
+
+    for each update:
+        1. collect `steps_per_update` env steps: one batched generate per lockstep step
+        2. GAE advantages over the buffer (truncated episodes bootstrap from their last value)
+        3. `ppo_epochs` passes over shuffled mini-batches: re-score each sample from its own
+           prompt and image, clipped surrogate on the CoT-scaled log-prob, clipped value loss,
+           gradient accumulation, grad-norm clip, Adam with a cosine learning rate
+        4. log; evaluate on held-out seeds every K updates; checkpoint every K updates
+
+Everything random (deals, sampling, mini-batch order, invalid-answer fallbacks) is seeded
+and checkpointed, so on CPU a run stopped after a checkpoint and resumed logs the same
+metrics as one that never stopped. Ctrl-C stops at the end of the current update and writes
+a final checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vlmrl.algos.advantages import gae, normalize
+from vlmrl.algos.ppo import cosine_lr, minibatch_indices, ppo_losses
+from vlmrl.checkpoint import load_checkpoint, resume_checkpoint, save_checkpoint
+from vlmrl.config import TrainConfig, load_config, save_config
+from vlmrl.errors import UsageError
+from vlmrl.evaluate import evaluate_policy
+from vlmrl.games import get_task
+from vlmrl.metrics import ConsoleProgress, MetricsLogger
+from vlmrl.policy import LoraSettings, Policy, load_policy, load_trainable
+from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
+from vlmrl.rollout import EVAL_SEED_BASE, EpisodeWindow, Rollouts
+
+PAPER_RESULTS = {"numberline": 0.894, "ezpoints": 0.50, "points24": 0.023, "blackjack": 0.402}
+"""RL4VLM's success rates (LLaVA-7B, SFT + PPO), drawn on the curve for reference."""
+
+
+@dataclass
+class Run:
+    """Everything a run holds between updates."""
+
+    config: TrainConfig
+    run_dir: Path
+    policy: Policy
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    rollouts: Rollouts
+    window: EpisodeWindow
+    minibatch_rng: torch.Generator
+    reference: Policy | None
+    update: int = 0
+    env_steps: int = 0
+
+
+def optimizer_steps_per_update(config: TrainConfig) -> int:
+    minibatches = math.ceil(config.steps_per_update / config.minibatch_size)
+    return config.ppo_epochs * math.ceil(minibatches / config.grad_accum)
+
+
+def setup(config: TrainConfig) -> Run:
+    """Build the policy, the optimizer and its schedule, the environments."""
+    torch.manual_seed(config.seed)
+    device = None if config.device == "auto" else config.device
+    lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
+    policy = load_policy(
+        config.model,
+        lora=lora,
+        trainable=config.trainable,
+        device=device,
+        gradient_checkpointing=config.gradient_checkpointing,
+    )
+    if config.init:
+        load_trainable(policy, config.init)
+    reference = None
+    if config.kl_coef > 0 and not is_lora(policy):  # with LoRA the reference is the model with adapters off
+        reference = Policy(
+            copy.deepcopy(policy.model).eval(),
+            policy.processor,
+            policy.family,
+            policy.suppressed_ids,
+            policy.value_head,
+        )
+    parameters = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, eps=config.adam_eps)
+    total = config.updates * optimizer_steps_per_update(config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: cosine_lr(step, total, config.lr, config.lr_min) / config.lr
+    )
+    rollouts = Rollouts(
+        get_task(config.env), config.num_envs, config.seed, config.invalid_action, config.invalid_penalty, config.cot
+    )
+    return Run(
+        config,
+        config.run_dir(),
+        policy,
+        optimizer,
+        scheduler,
+        rollouts,
+        EpisodeWindow(config.success_window),
+        torch.Generator().manual_seed(config.seed),
+        reference,
+    )
+
+
+def reference_logprobs(run: Run, samples) -> torch.Tensor | None:
+    """Log-probs of the samples under the initial policy, for the optional KL penalty."""
+    if run.config.kl_coef <= 0:
+        return None
+    with torch.no_grad():
+        if run.reference is not None:
+            return run.reference.score(samples, run.config.cot_lambda).logprob.cpu()
+        with run.policy.model.disable_adapter():
+            return run.policy.score(samples, run.config.cot_lambda).logprob.cpu()
+
+
+def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+    """`ppo_epochs` passes of clipped PPO over the buffer; the mean of each loss term."""
+    config, policy = run.config, run.policy
+    samples = buffer.samples
+    old_logprob = torch.tensor([s.logprob(config.cot_lambda) for s in samples])
+    old_value = buffer.values.flatten()
+    advantages, returns = advantages.flatten(), returns.flatten()
+    if config.normalize_advantages:
+        advantages = normalize(advantages)
+    ref_logprob = reference_logprobs(run, samples)
+    parameters = [p for p in policy.parameters() if p.requires_grad]
+    device = policy.device
+    totals: dict[str, list[float]] = {}
+    policy.train()
+    for _ in range(config.ppo_epochs):
+        batches = minibatch_indices(len(samples), config.minibatch_size, run.minibatch_rng)
+        for first in range(0, len(batches), config.grad_accum):
+            group = batches[first : first + config.grad_accum]
+            for index in group:
+                scores = policy.score([samples[i] for i in index.tolist()], config.cot_lambda)
+                losses = ppo_losses(
+                    new_logprob=scores.logprob,
+                    old_logprob=old_logprob[index].to(device),
+                    advantages=advantages[index].to(device),
+                    new_value=scores.value,
+                    old_value=old_value[index].to(device),
+                    returns=returns[index].to(device),
+                    entropy=scores.entropy,
+                    clip=config.clip,
+                    value_clip=config.value_clip,
+                    value_coef=config.value_coef,
+                    entropy_coef=config.entropy_coef,
+                    ref_logprob=None if ref_logprob is None else ref_logprob[index].to(device),
+                    kl_coef=config.kl_coef,
+                )
+                (losses.loss / len(group)).backward()
+                for name, value in (
+                    ("policy_loss", losses.pg_loss),
+                    ("value_loss", losses.v_loss),
+                    ("entropy", losses.entropy),
+                    ("approx_kl", losses.approx_kl),
+                    ("clipfrac", losses.clipfrac),
+                    ("kl_ref", losses.kl_ref),
+                ):
+                    totals.setdefault(name, []).append(float(value.detach()))
+            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+    policy.eval()
+    stats = {f"losses/{name}": float(np.mean(values)) for name, values in totals.items()}
+    variance = returns.var()
+    stats["losses/explained_variance"] = float(1 - (returns - old_value).var() / variance) if variance > 0 else 0.0
+    return stats
+
+
+def evaluate_now(run: Run) -> dict[str, float]:
+    config = run.config
+    temperature = config.temperature if config.eval_temperature is None else config.eval_temperature
+    result = evaluate_policy(
+        run.policy,
+        get_task(config.env),
+        config.eval_episodes,
+        EVAL_SEED_BASE,
+        cot=config.cot,
+        temperature=temperature,
+        top_p=config.top_p,
+        max_new_tokens=config.max_new_tokens,
+        invalid_action=config.invalid_action,
+    )
+    low, high = result.success_ci95
+    return {
+        "eval/success_rate": result.success_rate,
+        "eval/success_ci95_low": low,
+        "eval/success_ci95_high": high,
+        "eval/mean_return": result.mean_return,
+        "eval/invalid_rate": result.invalid_rate,
+    }
+
+
+def save(run: Run) -> Path:
+    state: dict[str, Any] = {
+        "update": run.update,
+        "env_steps": run.env_steps,
+        "rollouts": run.rollouts.state_dict(),
+        "window": run.window.state_dict(),
+    }
+    return save_checkpoint(
+        run.run_dir,
+        run.update,
+        trainable_tensors(run.policy),
+        run.optimizer,
+        run.scheduler,
+        state,
+        keep=run.config.keep_checkpoints,
+        generators={"minibatch": run.minibatch_rng},
+    )
+
+
+def restore(run: Run, checkpoint: Path) -> None:
+    loaded = load_checkpoint(checkpoint, run.optimizer, run.scheduler, generators={"minibatch": run.minibatch_rng})
+    load_trainable_tensors(run.policy, loaded.tensors, repr(str(checkpoint)))
+    run.update, run.env_steps = loaded.state["update"], loaded.state["env_steps"]
+    run.rollouts.load_state_dict(loaded.state["rollouts"])
+    run.window.load_state_dict(loaded.state["window"])
+
+
+class StopRequest:
+    """Ctrl-C once: finish this update, checkpoint, exit. Twice: stop at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> StopRequest:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, *_: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nvlmrl: stopping after this update and writing a checkpoint (Ctrl-C again to abort now)", flush=True)
+
+    def __exit__(self, *_: Any) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def train(config: TrainConfig | None = None, resume: str | Path | None = None, stop_after: int | None = None) -> Path:
+    """Run (or resume) PPO training; returns the run directory. `stop_after` ends after that many
+    updates in total, as an interruption would (used by tests of resuming)."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise UsageError(f"{str(run_dir)!r} is not a run directory (no config.yaml); nothing to resume")
+        config = load_config(run_dir / "config.yaml")
+        config.out = str(run_dir)
+        checkpoint = resume_checkpoint(run_dir, on_skip=lambda line: print(f"vlmrl: {line}", flush=True))
+    elif config is None:
+        raise ValueError("give a config or a run directory to resume")
+    run = setup(config)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    if resume is not None:
+        restore(run, checkpoint)
+    else:
+        save_config(config, run.run_dir / "config.yaml")
+    task = get_task(config.env)
+    logger = MetricsLogger(
+        run.run_dir,
+        title=f"{config.env}: PPO",
+        tensorboard=config.tensorboard,
+        resume=resume is not None,
+        ceiling=float(task.ceiling()),
+        reference=PAPER_RESULTS.get(config.env),
+        reference_label="RL4VLM (paper)",
+    )
+    if resume is not None:
+        logger.truncate_after(run.update)
+    last_update = config.updates if stop_after is None else min(config.updates, stop_after)
+    steps = config.rollout_length
+    try:
+        with StopRequest() as stop, ConsoleProgress(config.updates * config.steps_per_update, config.env) as progress:
+            while run.update < last_update and not stop.requested:
+                started = time.perf_counter()
+                run.policy.eval()
+                buffer, finished = run.rollouts.collect(
+                    run.policy, steps, config.temperature, config.top_p, config.max_new_tokens
+                )
+                run.window.extend(finished)
+                run.env_steps += steps * config.num_envs
+                advantages, returns = gae(
+                    buffer.rewards,
+                    buffer.values,
+                    buffer.next_values,
+                    buffer.terminated,
+                    buffer.truncated,
+                    config.gamma,
+                    config.gae_lambda,
+                )
+                stats = ppo_update(run, buffer, advantages, returns)
+                run.update += 1
+                stats.update(run.window.summary())
+                stats["charts/invalid_rate"] = float(buffer.invalid.float().mean())
+                stats["charts/episodes_finished"] = float(len(finished))
+                stats["charts/learning_rate"] = run.scheduler.get_last_lr()[0]
+                elapsed = time.perf_counter() - started
+                stats["charts/SPS"] = steps * config.num_envs / elapsed
+                stats["charts/tokens_per_second"] = buffer.generated_tokens / max(buffer.generation_seconds, 1e-9)
+                if config.eval_every and run.update % config.eval_every == 0:
+                    stats.update(evaluate_now(run))
+                logger.log(run.update, run.env_steps, stats)
+                progress.update(run.env_steps, stats)
+                if run.update % config.checkpoint_every == 0 or run.update == last_update or stop.requested:
+                    save(run)
+    finally:
+        logger.close()
+    return run.run_dir
+
+
+def main_train(config_path: str | None, env: str | None, overrides: list[str], resume: str | None) -> Path:
+    """The `vlmrl train` command."""
+    if resume is not None:
+        if config_path or env or overrides:
+            raise UsageError("--resume continues a run with its own config; drop --config/--env and overrides")
+        return train(resume=resume)
+    if config_path is None and env is None:
+        raise UsageError("give --config FILE or --env NAME (or --resume RUN_DIR)")
+    return train(load_config(config_path, env, overrides))
