@@ -116,3 +116,14 @@ def test_train_command_errors_are_one_line(capsys, tmp_path):
     assert "not a run directory" in capsys.readouterr().err
     assert main(["train"]) == 2
     assert "give --config FILE or --env NAME" in capsys.readouterr().err
+
+
+def test_with_a_negligible_learning_rate_ppo_ratios_stay_at_one(tiny_llava, tmp_path):
+    """Re-scoring inside the update reproduces the sampled log-probs: nothing is clipped, KL ~ 0."""
+    run_dir = train(
+        tiny_config(
+            tiny_llava, tmp_path / "run", "total_steps=4", "lr=1e-12", "lr_min=0", "lora_dropout=0.0", "eval_every=0"
+        )
+    )
+    (record,) = records(run_dir)
+    assert abs(record["losses/approx_kl"]) < 1e-5 and record["losses/clipfrac"] == 0.0

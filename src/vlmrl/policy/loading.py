@@ -8,6 +8,7 @@ incomplete or of an unsupported architecture is one clear error naming the probl
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from vlmrl.errors import UsageError
 from vlmrl.policy.families import family_of, load_processor, suppressed_token_ids
 from vlmrl.policy.parts import TRAINABLE_CHOICES, lora_targets, set_full_finetuning
 from vlmrl.policy.policy import Policy
-from vlmrl.policy.tiny import demo_model
+from vlmrl.policy.tiny import demo_model, quiet_progress_bars
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -28,6 +29,8 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
+SMALL_MODEL_BYTES = 200 * 2**20
+"""Below this, loading shows no progress bar: it takes a blink."""
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
@@ -98,8 +101,10 @@ def load_policy(
         raise UsageError(f"model folder {str(folder)!r}: {error}") from None
     device = torch.device(device) if device is not None else default_device()
     dtype = dtype or default_dtype(device)
+    small = sum(f.stat().st_size for f in folder.glob("*.safetensors")) < SMALL_MODEL_BYTES
     try:
-        network = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True, dtype=dtype)
+        with quiet_progress_bars() if small else contextlib.nullcontext():
+            network = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True, dtype=dtype)
         processor = load_processor(folder)
     except (OSError, ValueError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -303,7 +303,7 @@ def build_tiny_model(family: str, size: str, out_dir: str | Path, seed: int = 0)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
-        with _no_progress_bars():
+        with quiet_progress_bars():
             model.save_pretrained(staging)
         processor.save_pretrained(staging)
         if family in IMAGE_ONLY_PROCESSORS:
@@ -318,8 +318,8 @@ def build_tiny_model(family: str, size: str, out_dir: str | Path, seed: int = 0)
 
 
 @contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """Saving a 1 MB model needs no progress bar on the console."""
+def quiet_progress_bars() -> Iterator[None]:
+    """Saving or loading a few-MB model needs no progress bar on the console."""
     enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
