@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/vlmrl eval --env all --agent expert,random --episodes 300 --seed 1000
 	$(BIN)/vlmrl play --env points24 --agent expert --seed 12 --out $(DEMO_DIR)/points24-expert.gif
 	$(BIN)/vlmrl play --env blackjack --agent expert --seed 11 --out $(DEMO_DIR)/blackjack-expert.gif
+	$(BIN)/vlmrl train --env numberline total_steps=256 eval_every=2 out=$(DEMO_DIR)/numberline-ppo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
