@@ -31,7 +31,7 @@ class TrainConfig:
     # --- what to train
     env: str = knob("numberline", "game: numberline, ezpoints, points24 or blackjack")
     model: str | None = knob(None, "local Hugging Face model folder; empty: the embedded `demo` tiny model")
-    init: str | None = knob(None, "a checkpoint folder whose trained weights the run starts from (e.g. after SFT)")
+    init: str | None = knob(None, "start from a `vlmrl sft` run (its model/ folder) or a model folder; replaces model")
     seed: int = knob(0, "seed of everything: deals, sampling, mini-batches")
     out: str = knob("runs/{env}", "run directory; {env} and {seed} are filled in")
     device: str = knob("auto", "auto (cuda if available), cpu or cuda")
@@ -94,8 +94,11 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_HINTS = typing.get_type_hints(TrainConfig)
+Config = typing.TypeVar("Config")
+
+
+def _fields(kind: type) -> dict[str, Any]:
+    return {f.name: f for f in dataclasses.fields(kind)}
 
 
 def _allowed_types(hint: Any) -> tuple[type, ...]:
@@ -104,12 +107,13 @@ def _allowed_types(hint: Any) -> tuple[type, ...]:
     return (hint,)
 
 
-def coerce(key: str, value: Any, source: str) -> Any:
+def coerce(kind: type, key: str, value: Any, source: str) -> Any:
     """A value of the field's type, or a one-line error naming the key."""
-    if key not in FIELDS:
-        known = ", ".join(FIELDS)
+    fields = _fields(kind)
+    if key not in fields:
+        known = ", ".join(fields)
         raise UsageError(f"unknown key {key!r} in {source}; known keys: {known}")
-    allowed = _allowed_types(_HINTS[key])
+    allowed = _allowed_types(typing.get_type_hints(kind)[key])
     if value is None:
         if type(None) in allowed:
             return None
@@ -166,30 +170,33 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def preset_path(env: str) -> Path:
-    return CONFIG_DIR / f"{env}.yaml"
-
-
-def load_config(path: str | Path | None = None, env: str | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """A validated config from a YAML file, or the preset of a game, plus `key=value` overrides."""
+def read_config(
+    kind: type[Config], path: str | Path | None, env: str | None, overrides: list[str], preset_dir: Path
+) -> Config:
+    """A config of `kind` from a YAML file, or a game's preset in `preset_dir`, plus overrides."""
     values: dict[str, Any] = {}
     if path is not None:
         source = Path(path)
         for key, value in read_yaml(source).items():
-            values[key] = coerce(str(key), value, str(source))
+            values[key] = coerce(kind, str(key), value, str(source))
     elif env is not None:
         from vlmrl.games import get_task
 
         name = get_task(env).name
-        preset = preset_path(name)
+        preset = preset_dir / f"{name}.yaml"
         if preset.is_file():
             for key, value in read_yaml(preset).items():
-                values[key] = coerce(str(key), value, str(preset))
+                values[key] = coerce(kind, str(key), value, str(preset))
         values["env"] = name
     for text in overrides:
         key, value = parse_override(text)
-        values[key] = coerce(key, value, "the command line")
-    config = TrainConfig(**values)
+        values[key] = coerce(kind, key, value, "the command line")
+    return kind(**values)
+
+
+def load_config(path: str | Path | None = None, env: str | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """A validated PPO config from a YAML file, or the preset of a game, plus `key=value` overrides."""
+    config = read_config(TrainConfig, path, env, list(overrides), CONFIG_DIR)
     validate(config)
     return config
 
@@ -250,5 +257,5 @@ def validate(config: TrainConfig) -> None:
     )
 
 
-def save_config(config: TrainConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+def save_config(config: Any, path: Path) -> None:
+    path.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))

@@ -35,7 +35,7 @@ from vlmrl.errors import UsageError
 from vlmrl.evaluate import evaluate_policy
 from vlmrl.games import get_task
 from vlmrl.metrics import ConsoleProgress, MetricsLogger
-from vlmrl.policy import LoraSettings, Policy, load_policy, load_trainable
+from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
 from vlmrl.rollout import EVAL_SEED_BASE, EpisodeWindow, Rollouts
 
@@ -65,20 +65,30 @@ def optimizer_steps_per_update(config: TrainConfig) -> int:
     return config.ppo_epochs * math.ceil(minibatches / config.grad_accum)
 
 
+def initial_model(config: TrainConfig) -> str | Path | None:
+    """The folder the run starts from: an SFT run's merged model, a model folder, or the demo model."""
+    if not config.init:
+        return config.model
+    init = Path(config.init)
+    if (init / "model" / "config.json").is_file():
+        return init / "model"
+    if (init / "config.json").is_file():
+        return init
+    raise UsageError(f"init {config.init!r} is neither a `vlmrl sft` run (with model/) nor a model folder")
+
+
 def setup(config: TrainConfig) -> Run:
     """Build the policy, the optimizer and its schedule, the environments."""
     torch.manual_seed(config.seed)
     device = None if config.device == "auto" else config.device
     lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
     policy = load_policy(
-        config.model,
+        initial_model(config),
         lora=lora,
         trainable=config.trainable,
         device=device,
         gradient_checkpointing=config.gradient_checkpointing,
     )
-    if config.init:
-        load_trainable(policy, config.init)
     reference = None
     if config.kl_coef > 0 and not is_lora(policy):  # with LoRA the reference is the model with adapters off
         reference = Policy(

@@ -169,7 +169,7 @@ class Policy(nn.Module):
             do_sample=temperature > 0,
             temperature=temperature if temperature > 0 else None,
             top_p=top_p if temperature > 0 else None,
-            top_k=0,
+            top_k=0 if temperature > 0 else None,
             suppress_tokens=self.suppressed_ids or None,
             eos_token_id=self.eos_ids,
             pad_token_id=self.pad_id,

@@ -1,0 +1,258 @@
+"""Supervised warm-up: the games write their own demonstrations, the model learns to answer.
+
+The paper starts PPO from a supervised fine-tuned LLaVA. Here the data comes from the games:
+seeded episodes played by a behaviour policy (`expert`, `random`, or `epsilon`: the expert
+with probability 1 - eps), each step recorded as (image, prompt, answer). The answer always
+describes the image correctly (the numbers, the cards, the formula) while its thoughts and
+action follow the behaviour policy. A `random` warm-up therefore teaches perception and the
+answer format but not the decisions, which RL must then learn: the honest way to show what
+RL adds.
+
+The loss is the negative log-likelihood of the answer tokens only, computed by the same
+`Policy.score` that PPO uses, so SFT trains exactly the distribution `generate` samples
+from. The run writes `RUN/model/`, a plain model folder that `vlmrl train --init RUN` starts
+from, whatever LoRA or full fine-tuning PPO then uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vlmrl.config import CONFIG_DIR, knob, read_config, save_config
+from vlmrl.errors import UsageError
+from vlmrl.games import Task, get_task, make_env
+from vlmrl.games.parsing import json_objects
+from vlmrl.metrics import ConsoleProgress, MetricsLogger
+from vlmrl.policy import LoraSettings, Policy, Sample, export_merged, load_policy
+from vlmrl.policy.split import action_start
+from vlmrl.policy.tiny import quiet_progress_bars
+
+BEHAVIOURS = ("expert", "random", "epsilon")
+
+
+@dataclass
+class SFTConfig:
+    env: str = knob("numberline", "game: numberline, ezpoints, points24 or blackjack")
+    model: str | None = knob(None, "local Hugging Face model folder; empty: the embedded `demo` tiny model")
+    behaviour: str = knob("random", "who plays the demonstrations: expert, random or epsilon")
+    epsilon: float = knob(0.5, "with behaviour epsilon: probability of a random action instead of the expert's")
+    episodes: int = knob(200, "demonstration episodes (each step is one example)")
+    heldout_fraction: float = knob(0.1, "fraction of episodes kept out of training, for validity and accuracy")
+    seed: int = knob(0, "seed of the demonstrations, the initial weights' sampling and the batch order")
+    out: str = knob("runs/{env}-sft", "run directory; {env} and {seed} are filled in")
+    device: str = knob("auto", "auto, cpu or cuda")
+    cot: bool = knob(True, "answers with a chain of thought (false: the action alone)")
+    lora: bool = knob(False, "train LoRA adapters (merged into the saved model) instead of the parts themselves")
+    lora_rank: int = knob(64, "LoRA rank r")
+    lora_alpha: int = knob(128, "LoRA alpha")
+    lora_dropout: float = knob(0.05, "LoRA dropout")
+    trainable: str = knob("language+projector", "parts that train: language, language+projector or all")
+    epochs: int = knob(2, "passes over the demonstrations")
+    batch_size: int = knob(8, "examples per optimizer step")
+    lr: float = knob(5e-4, "AdamW learning rate at the start of the cosine schedule")
+    weight_decay: float = knob(0.0, "AdamW weight decay")
+    max_grad_norm: float = knob(1.0, "gradient norm clip")
+    eval_every: int = knob(50, "optimizer steps between held-out checks (0: only at the end)")
+    eval_examples: int = knob(32, "held-out examples generated at each check")
+    max_new_tokens: int = knob(128, "longest generated answer at a check")
+    tensorboard: bool = knob(True, "also write TensorBoard event files")
+
+    def run_dir(self) -> Path:
+        return Path(self.out.format(env=self.env, seed=self.seed))
+
+
+@dataclass
+class Demonstration:
+    image: np.ndarray
+    prompt: str
+    answer: str
+    action: int
+    truth: dict[str, Any] = field(default_factory=dict)
+    """The answer's perception fields, true to the image (what field accuracy compares)."""
+    episode: int = 0
+
+
+def load_sft_config(path: str | None = None, env: str | None = None, overrides: list[str] = ()) -> SFTConfig:
+    config = read_config(SFTConfig, path, env, list(overrides), CONFIG_DIR / "sft")
+    get_task(config.env)
+    checks = [
+        (config.behaviour in BEHAVIOURS, f"behaviour must be one of {', '.join(BEHAVIOURS)}"),
+        (0.0 <= config.epsilon <= 1.0, f"epsilon must be between 0 and 1, not {config.epsilon}"),
+        (0.0 <= config.heldout_fraction < 1.0, f"heldout_fraction must be in [0, 1), not {config.heldout_fraction}"),
+        (config.episodes >= 1, f"episodes must be at least 1, not {config.episodes}"),
+        (config.epochs >= 1 and config.batch_size >= 1, "epochs and batch_size must be at least 1"),
+        (config.lr > 0, f"lr must be positive, not {config.lr}"),
+        (config.max_new_tokens >= 1 and config.eval_examples >= 1, "max_new_tokens, eval_examples must be >= 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    return config
+
+
+def behaviour_action(task: Task, env, behaviour: str, epsilon: float, rng: np.random.Generator) -> int:
+    if behaviour == "expert" or (behaviour == "epsilon" and rng.random() >= epsilon):
+        return task.expert_action(env)
+    return int(rng.integers(len(task.action_names)))
+
+
+def collect_demonstrations(
+    task: Task, behaviour: str, episodes: int, seed: int, epsilon: float = 0.5, cot: bool = True
+) -> list[Demonstration]:
+    """Every step of `episodes` seeded episodes played by the behaviour policy."""
+    env = make_env(task.name)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xDE40]))
+    demonstrations = []
+    for episode in range(episodes):
+        observation, info = env.reset(seed=seed + episode)
+        while True:
+            action = behaviour_action(task, env, behaviour, epsilon, rng)
+            demonstrations.append(
+                Demonstration(
+                    observation,
+                    task.prompt(info, cot=cot),
+                    task.answer(env, action, cot),
+                    action,
+                    task.describe(env) if cot else {},
+                    episode,
+                )
+            )
+            observation, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+    env.close()
+    return demonstrations
+
+
+def as_samples(policy: Policy, demonstrations: list[Demonstration]) -> list[Sample]:
+    """Demonstrations in the form PPO re-scores: own prompt ids and image, the answer + end token."""
+    inputs = policy.encode([d.image for d in demonstrations], [d.prompt for d in demonstrations])
+    samples = []
+    for i, demo in enumerate(demonstrations):
+        prompt = inputs["input_ids"][i][inputs["attention_mask"][i].bool()].cpu()
+        ids = policy.tokenizer.encode(demo.answer, add_special_tokens=False) + [policy.eos_ids[0]]
+        response = torch.tensor(ids)
+        samples.append(
+            Sample(
+                demo.image,
+                prompt,
+                response,
+                demo.answer,
+                torch.zeros(len(ids)),
+                0.0,
+                action_start(policy.tokenizer, ids),
+                1.0,
+            )
+        )
+    return samples
+
+
+def answer_loss(policy: Policy, demonstrations: list[Demonstration]) -> torch.Tensor:
+    """Mean negative log-likelihood per answer token (prompt tokens carry no loss)."""
+    samples = as_samples(policy, demonstrations)
+    scores = policy.score(samples, cot_lambda=1.0)
+    tokens = sum(len(s.response_ids) for s in samples)
+    return -scores.token_logprobs.sum() / tokens
+
+
+def check_answers(
+    policy: Policy,
+    task: Task,
+    demonstrations: list[Demonstration],
+    max_new_tokens: int,
+) -> dict[str, float]:
+    """Greedy answers to held-out prompts: how many parse, how many fields read the image right,
+    how many take the demonstrated action."""
+    samples = policy.generate(
+        [d.image for d in demonstrations],
+        [d.prompt for d in demonstrations],
+        temperature=0.0,
+        max_new_tokens=max_new_tokens,
+    )
+    valid = fields_right = fields_total = same_action = 0
+    for demo, sample in zip(demonstrations, samples, strict=True):
+        parsed = task.parse(sample.text)
+        valid += parsed.valid
+        same_action += parsed.action == demo.action
+        objects = [o for o in json_objects(sample.text) if isinstance(o, dict)]
+        answer = objects[-1] if objects else {}
+        for key, value in demo.truth.items():
+            fields_total += 1
+            fields_right += answer.get(key) == value
+    n = len(demonstrations)
+    return {
+        "sft/valid_rate": valid / n,
+        "sft/field_accuracy": fields_right / fields_total if fields_total else 0.0,
+        "sft/action_agreement": same_action / n,
+    }
+
+
+def split(demonstrations: list[Demonstration], episodes: int, fraction: float) -> tuple[list, list]:
+    """Held-out examples are whole episodes (the last ones), never steps of a training episode."""
+    cut = episodes - round(episodes * fraction)
+    return [d for d in demonstrations if d.episode < cut], [d for d in demonstrations if d.episode >= cut]
+
+
+def sft(config: SFTConfig) -> Path:
+    """Fine-tune on demonstrations; returns the run directory (holding `model/`)."""
+    run_dir = config.run_dir()
+    task = get_task(config.env)
+    torch.manual_seed(config.seed)
+    demonstrations = collect_demonstrations(
+        task, config.behaviour, config.episodes, config.seed, config.epsilon, config.cot
+    )
+    train_set, heldout = split(demonstrations, config.episodes, config.heldout_fraction)
+    if not train_set:
+        raise UsageError("no training demonstrations: raise episodes or lower heldout_fraction")
+    lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
+    device = None if config.device == "auto" else config.device
+    policy = load_policy(config.model, lora=lora, trainable=config.trainable, device=device)
+    parameters = [p for p in policy.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    order = torch.Generator().manual_seed(config.seed)
+    checks = heldout[: config.eval_examples]
+    logger = MetricsLogger(
+        run_dir, title=f"{config.env}: SFT ({config.behaviour} demonstrations)", tensorboard=config.tensorboard
+    )
+    step = 0
+    with logger, ConsoleProgress(total, f"sft {config.env}") as progress:
+        for _ in range(config.epochs):
+            permutation = torch.randperm(len(train_set), generator=order).tolist()
+            for first in range(0, len(train_set), config.batch_size):
+                batch = [train_set[i] for i in permutation[first : first + config.batch_size]]
+                policy.train()
+                loss = answer_loss(policy, batch)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                values: dict[str, float] = {"sft/loss": float(loss.detach()), "sft/lr": scheduler.get_last_lr()[0]}
+                if checks and ((config.eval_every and step % config.eval_every == 0) or step == total):
+                    policy.eval()
+                    with torch.no_grad():
+                        values["sft/heldout_loss"] = float(answer_loss(policy, checks))
+                    values.update(check_answers(policy, task, checks, config.max_new_tokens))
+                logger.log(step, step * config.batch_size, values)
+                progress.update(step, values)
+    with quiet_progress_bars():
+        export_merged(policy, run_dir / "model")
+    (run_dir / "summary.json").write_text(
+        json.dumps(
+            {"examples": len(train_set), "heldout": len(heldout), "steps": step, **logger.records()[-1]}, indent=2
+        )
+    )
+    return run_dir
