@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +247,8 @@ class StopRequest:
         self._previous = None
 
     def __enter__(self) -> StopRequest:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, *_: Any) -> None:
@@ -256,7 +258,8 @@ class StopRequest:
         print("\nvlmrl: stopping after this update and writing a checkpoint (Ctrl-C again to abort now)", flush=True)
 
     def __exit__(self, *_: Any) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def train(config: TrainConfig | None = None, resume: str | Path | None = None, stop_after: int | None = None) -> Path:
