@@ -90,9 +90,6 @@ class TrainConfig:
     def run_dir(self) -> Path:
         return Path(self.out.format(env=self.env, seed=self.seed))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 Config = typing.TypeVar("Config")
 

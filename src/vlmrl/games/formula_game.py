@@ -119,7 +119,6 @@ def _and(items) -> str:
 class FormulaTask(Task):
     """Prompt, expert and answers shared by the formula games."""
 
-    game_name: str
     env_class: type[FormulaGameEnv]
 
     def __init_subclass__(cls, **kwargs) -> None:

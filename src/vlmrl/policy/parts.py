@@ -13,7 +13,6 @@ from typing import Literal
 from torch import nn
 
 Part = Literal["language", "projector", "vision"]
-Trainable = Literal["language", "language+projector", "all"]
 TRAINABLE_CHOICES: tuple[str, ...] = ("language", "language+projector", "all")
 PARTS_OF: dict[str, tuple[Part, ...]] = {
     "language": ("language",),
