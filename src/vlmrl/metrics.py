@@ -355,6 +355,9 @@ CONSOLE_METRICS = (
     ("kl", "losses/approx_kl"),
     ("clipfrac", "losses/clipfrac"),
     ("SPS", "charts/SPS"),
+    ("loss", "sft/loss"),
+    ("valid", "sft/valid_rate"),
+    ("fields", "sft/field_accuracy"),
 )
 
 
@@ -384,8 +387,10 @@ class ConsoleProgress:
         stream: TextIO | None = None,
         print_every: int = 10,
         live: bool | None = None,
+        unit: str = "env steps",
     ) -> None:
         self.total = total_env_steps
+        self.unit = unit
         self.description = description
         self.stream = stream if stream is not None else sys.stderr
         self.print_every = max(1, print_every)
@@ -426,5 +431,5 @@ class ConsoleProgress:
             self._progress.update(self._task, completed=min(env_steps, self.total), metrics=metrics)
         elif self.updates % self.print_every == 0 or env_steps >= self.total:
             percent = 100 * env_steps / self.total if self.total else 100.0
-            line = f"{self.description} update {self.updates}  env steps {env_steps}/{self.total} ({percent:.0f}%)"
+            line = f"{self.description} update {self.updates}  {self.unit} {env_steps}/{self.total} ({percent:.0f}%)"
             print(f"{line}  {metrics}".rstrip(), file=self.stream, flush=True)

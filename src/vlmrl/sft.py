@@ -227,7 +227,7 @@ def sft(config: SFTConfig) -> Path:
         run_dir, title=f"{config.env}: SFT ({config.behaviour} demonstrations)", tensorboard=config.tensorboard
     )
     step = 0
-    with logger, ConsoleProgress(total, f"sft {config.env}") as progress:
+    with logger, ConsoleProgress(total, f"sft {config.env}", unit="steps") as progress:
         for _ in range(config.epochs):
             permutation = torch.randperm(len(train_set), generator=order).tolist()
             for first in range(0, len(train_set), config.batch_size):
