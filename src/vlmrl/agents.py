@@ -1,19 +1,22 @@
 """Agents that answer a game's prompt with text, as a model would.
 
 An agent sees the wrapped environment (for the oracle's benefit), the observation image and
-the prompt, and returns its answer text; the `TextActionWrapper` parses that text. The
-trained VLM policy will be one more agent behind the same call.
+the prompt, and returns its answer text; the `TextActionWrapper` parses that text. A VLM
+policy is one more agent behind the same call (`PolicyAgent`).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import gymnasium as gym
 import numpy as np
 
 from vlmrl.errors import UsageError
 from vlmrl.games import Task
+
+if TYPE_CHECKING:  # the games-only agents must not pull in torch
+    from vlmrl.policy import Policy
 
 
 class Agent(Protocol):
@@ -49,6 +52,24 @@ class RandomAgent:
     def act(self, env: gym.Env, observation: np.ndarray, prompt: str) -> str:
         action = int(self.rng.integers(len(self.task.action_names)))
         return self.task.answer(env, action, self.cot)
+
+
+class PolicyAgent:
+    """A VLM policy answering one prompt at a time (batched evaluation uses `evaluate_policy`)."""
+
+    name = "policy"
+
+    def __init__(
+        self, policy: Policy, task: Task, temperature: float = 0.2, top_p: float = 1.0, max_new_tokens: int = 256
+    ) -> None:
+        self.policy, self.task = policy, task
+        self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
+
+    def act(self, env: gym.Env, observation: np.ndarray, prompt: str) -> str:
+        sample = self.policy.generate(
+            [observation], [prompt], temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens
+        )[0]
+        return sample.text
 
 
 AGENTS = ("expert", "random")

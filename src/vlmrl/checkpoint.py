@@ -579,6 +579,19 @@ def load_checkpoint(
     return LoadedCheckpoint(path, doc["step"], weights, doc["state"], notes)
 
 
+def load_weights(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Path, dict[str, dict[str, torch.Tensor]]]:
+    """Only the weights of a checkpoint (or of a run directory's newest intact one), checked against
+    its manifest; nothing else is read or restored. For evaluating or exporting a trained policy."""
+    path = _resolve(Path(path))
+    try:
+        doc = _verify(path, deep=True)
+        return path, {stem: _read_tensors(path / f"{stem}.safetensors", device) for stem in doc["weights"]}
+    except _Corrupt as problem:
+        raise UsageError(_corrupt_message(path, problem)) from None
+
+
 def _resolve(path: Path) -> Path:
     """A checkpoint folder as given, or a run directory's newest intact checkpoint."""
     if not path.is_dir():

@@ -7,9 +7,11 @@ and how to fix it (exit status 2); numbers for scripts come with `--json` on std
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -125,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--size", default="test", help="test (~1M parameters, for tests) or demo (~5M, the CPU demo)")
     init.add_argument("--out", required=True, help="folder to write (replaced only if empty or a previous tiny build)")
     init.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
+    init.add_argument(
+        "--pretrain-vision",
+        type=int,
+        metavar="STEPS",
+        help="train the vision tower to read the games' images for STEPS steps "
+        "(default: 1000 for demo, ~2 min on 2 cores; 0 for test; 0 = random tower)",
+    )
     init.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
 
     bench = commands.add_parser("bench", help="measure speed", description="Speed measurements.")
@@ -138,6 +147,25 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--env", action="append", help=f"{GAME_HELP} (repeatable; default: all)")
     env.add_argument("--steps", type=positive_int, default=2000, help="steps per game (default: 2000)")
     env.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    learn = what.add_parser(
+        "learn",
+        help="the preset SFT + PPO pipeline on one game, judged on held-out deals",
+        description="Supervised warm-up (configs/sft/<game>.yaml), then PPO from it (configs/<game>.yaml), on the "
+        "CPU by default. The model before training, after SFT and after RL are evaluated on the same held-out "
+        "deals; prints their success rates beside the ceiling and the paper's, env steps and wall time.",
+    )
+    learn.add_argument("--env", required=True, help=GAME_HELP)
+    learn.add_argument("--out", help="run folder (default: runs/learn/<game>)")
+    learn.add_argument(
+        "--episodes", type=positive_int, default=200, help="held-out episodes per evaluation (default: 200)"
+    )
+    learn.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    learn.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="sft.key=value|rl.key=value",
+        help="changes to either preset, e.g. sft.episodes=400 rl.total_steps=2048",
+    )
     return parser
 
 
@@ -248,25 +276,43 @@ def command_sft(args: argparse.Namespace) -> None:
 
 def command_init_model(args: argparse.Namespace) -> None:
     from vlmrl.policy.families import FAMILIES
-    from vlmrl.policy.tiny import SIZES, build_tiny_model, count_parameters
+    from vlmrl.policy.tiny import DEMO_VISION_STEPS, SIZES, build_tiny_model, count_parameters, vision_progress
+    from vlmrl.policy.vision import read_pretraining
 
     names_list(args.family, list(FAMILIES), "family", "families")
     names_list(args.size, list(SIZES), "size")
+    steps = args.pretrain_vision
+    if steps is None:
+        steps = DEMO_VISION_STEPS if args.size == "demo" else 0
+    if steps < 0:
+        raise UsageError(f"--pretrain-vision must be 0 or more steps, not {steps}")
     try:
-        folder = build_tiny_model(args.family, args.size, args.out, seed=args.seed)
+        with vision_progress(steps, "vision tower") if steps else contextlib.nullcontext() as progress:
+            folder = build_tiny_model(
+                args.family, args.size, args.out, seed=args.seed, pretrain_vision=steps, progress=progress
+            )
     except ValueError as error:
         raise UsageError(str(error)) from None
+    pretraining = read_pretraining(folder)
     summary = {
         "out": str(folder),
         "family": args.family,
         "size": args.size,
         "seed": args.seed,
         "parameters": count_parameters(folder),
+        "vision_pretraining": pretraining,
     }
     if args.json:
         print(json.dumps(summary))
-    else:
-        print(f"{folder}: tiny {args.family} ({args.size}), {summary['parameters']:,} parameters, random weights")
+        return
+    weights = "random weights"
+    if pretraining is not None:
+        worst = min(pretraining["heldout_accuracy"].items(), key=lambda item: item[1])
+        weights = (
+            f"random weights, vision tower pretrained {steps} steps on the games' images "
+            f"(held-out: every label >= {worst[1]:.0%}, lowest {worst[0]})"
+        )
+    print(f"{folder}: tiny {args.family} ({args.size}), {summary['parameters']:,} parameters, {weights}")
 
 
 def command_bench_env(args: argparse.Namespace) -> None:
@@ -284,6 +330,57 @@ def command_bench_env(args: argparse.Namespace) -> None:
     for row in rows:
         table.add_row(row["env"], f"{row['steps_per_second']:,.0f}", str(row["episodes"]), f"{row['seconds']:.2f}")
     stdout_console().print(table)
+
+
+def command_bench_learn(args: argparse.Namespace) -> None:
+    from vlmrl.games import get_task
+    from vlmrl.learn import learn
+
+    stages: dict[str, list[str]] = {"sft": [], "rl": []}
+    for override in args.overrides:
+        stage, _, rest = override.partition(".")
+        if stage not in stages or "=" not in rest:
+            raise UsageError(f"override {override!r} must read sft.key=value or rl.key=value")
+        stages[stage].append(rest)
+    name = get_task(args.env).name
+    summary = learn(
+        name,
+        args.out or f"runs/learn/{name}",
+        args.episodes,
+        stages["sft"],
+        stages["rl"],
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    if args.json:
+        print(json.dumps(summary))
+        return
+    stdout_console().print(learn_table(summary))
+    print(f"runs, curve.png and episode.gif under {Path(summary['run']['rl']).parent}")
+
+
+def learn_table(summary: dict) -> Table:
+    """The success of each stage beside the ceiling and the paper's RL4VLM."""
+    minutes = summary["seconds"] / 60
+    table = Table(
+        title=f"{summary['env']}: {summary['episodes']} held-out episodes per row "
+        f"(PPO {summary['env_steps']:,} env steps; {minutes:.1f} min in all)"
+    )
+    for column in ("model", "success", "95% CI", "invalid answers", "training time"):
+        table.add_column(column, justify="right")
+    names = {"untrained": "untrained", "sft": "after SFT", "rl": "after SFT + RL"}
+    for stage in summary["stages"]:
+        low, high = stage["success_ci95"]
+        table.add_row(
+            names[stage["stage"]],
+            f"{stage['success_rate']:.1%}",
+            f"{low:.1%}-{high:.1%}",
+            f"{stage['invalid_rate']:.1%}",
+            f"{stage['seconds']:.0f} s" if stage["stage"] != "untrained" else "",
+        )
+    table.add_row("ceiling (exact)", f"{summary['ceiling']:.1%}", "", "", "")
+    if summary.get("paper_rl4vlm") is not None:
+        table.add_row("RL4VLM, LLaVA-7B (paper)", f"{summary['paper_rl4vlm']:.1%}", "", "", "")
+    return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -305,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             command_init_model(args)
         elif args.command == "bench" and args.what == "env":
             command_bench_env(args)
+        elif args.command == "bench" and args.what == "learn":
+            command_bench_learn(args)
     except UsageError as error:
         print(f"vlmrl: error: {error}", file=sys.stderr)
         return 2

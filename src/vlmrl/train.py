@@ -30,7 +30,7 @@ import torch
 
 from vlmrl.algos.advantages import gae, normalize
 from vlmrl.algos.ppo import cosine_lr, minibatch_indices, ppo_losses
-from vlmrl.checkpoint import load_checkpoint, resume_checkpoint, save_checkpoint
+from vlmrl.checkpoint import load_checkpoint, load_weights, resume_checkpoint, save_checkpoint
 from vlmrl.config import TrainConfig, load_config, save_config
 from vlmrl.errors import UsageError
 from vlmrl.evaluate import evaluate_policy
@@ -237,6 +237,20 @@ def restore(run: Run, checkpoint: Path) -> None:
     run.update, run.env_steps = loaded.state["update"], loaded.state["env_steps"]
     run.rollouts.load_state_dict(loaded.state["rollouts"])
     run.window.load_state_dict(loaded.state["window"])
+
+
+def trained_policy(run_dir: str | Path) -> tuple[Policy, TrainConfig]:
+    """The policy a run's newest intact checkpoint holds, built as the run built it, and the run's config."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise UsageError(f"{str(run_dir)!r} is not a `vlmrl train` run directory (no config.yaml)")
+    config = load_config(run_dir / "config.yaml")
+    lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
+    device = None if config.device == "auto" else config.device
+    policy = load_policy(initial_model(config), lora=lora, trainable=config.trainable, device=device)
+    checkpoint, tensors = load_weights(run_dir, device=policy.device)
+    load_trainable_tensors(policy, tensors, repr(str(checkpoint)))
+    return policy.eval(), config
 
 
 class StopRequest:

@@ -1,0 +1,125 @@
+"""The whole recipe on one game: supervised warm-up, then PPO, each stage judged on held-out deals.
+
+This is what `make demo` and `vlmrl bench learn --env NAME` run, with the game's presets
+(`configs/sft/<game>.yaml`, then `configs/<game>.yaml` started from the SFT model). Three
+policies are evaluated on the same held-out seeds (from `EVAL_SEED_BASE` up, which training
+never deals) with the same sampling settings (the PPO preset's evaluation temperature):
+the model before any training, after SFT, and after RL. The run folder holds both stages'
+runs (`sft/`, `rl/` with its `curve.png`), an episode GIF of the trained agent, and
+`summary.json` with every figure the table shows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlmrl.agents import PolicyAgent
+from vlmrl.config import TrainConfig, load_config
+from vlmrl.evaluate import EvalResult, evaluate_policy, play_episode
+from vlmrl.games import TextActionWrapper, get_task, make_env
+from vlmrl.play import write_gif
+from vlmrl.policy import Policy, load_policy
+from vlmrl.policy.tiny import demo_model
+from vlmrl.rollout import EVAL_SEED_BASE
+from vlmrl.sft import load_sft_config, sft
+from vlmrl.train import PAPER_RESULTS, train, trained_policy
+
+STAGES = ("untrained", "sft", "rl")
+
+
+@dataclass
+class Stage:
+    """One row of the table: a policy's held-out result and the time its training took."""
+
+    name: str
+    result: EvalResult
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stage": self.name, "seconds": round(self.seconds, 1), **self.result.as_dict()}
+
+
+def evaluate_stage(name: str, policy: Policy, config: TrainConfig, episodes: int, seconds: float) -> Stage:
+    """`policy` on the held-out deals, sampled as the PPO preset evaluates."""
+    temperature = config.temperature if config.eval_temperature is None else config.eval_temperature
+    result = evaluate_policy(
+        policy,
+        get_task(config.env),
+        episodes,
+        EVAL_SEED_BASE,
+        cot=config.cot,
+        temperature=temperature,
+        top_p=config.top_p,
+        max_new_tokens=config.max_new_tokens,
+        invalid_action=config.invalid_action,
+    )
+    result.agent = name
+    return Stage(name, result, seconds)
+
+
+def record_gif(policy: Policy, config: TrainConfig, path: Path, seed: int = EVAL_SEED_BASE) -> Path:
+    """One held-out episode of the trained agent, as an animated GIF."""
+    task = get_task(config.env)
+    temperature = config.temperature if config.eval_temperature is None else config.eval_temperature
+    agent = PolicyAgent(policy, task, temperature=temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens)
+    env = TextActionWrapper(make_env(task.name), task, invalid_action=config.invalid_action)
+    episode = play_episode(env, agent, seed, record=True)
+    env.close()
+    return write_gif(episode.frames or [], path)
+
+
+def learn(
+    env: str,
+    out: str | Path,
+    episodes: int = 200,
+    sft_overrides: Sequence[str] = (),
+    train_overrides: Sequence[str] = (),
+    untrained: bool = True,
+    log=print,
+) -> dict[str, Any]:
+    """SFT then PPO on `env` with its presets (plus `key=value` overrides), every stage evaluated on
+    `episodes` held-out deals; writes the run folder `out` and returns its summary."""
+    started = time.perf_counter()
+    out = Path(out)
+    sft_config = load_sft_config(env=env, overrides=[f"out={out / 'sft'}", *sft_overrides])
+    train_config = load_config(env=env, overrides=[f"init={out / 'sft'}", f"out={out / 'rl'}", *train_overrides])
+    if sft_config.model is None:
+        demo_model()  # built once per machine, before the clock of any stage starts
+    stages: list[Stage] = []
+    if untrained:
+        log(f"[1/5] evaluating the untrained model on {episodes} held-out episodes")
+        stages.append(evaluate_stage("untrained", load_policy(sft_config.model), train_config, episodes, 0.0))
+    log(f"[2/5] supervised warm-up: {sft_config.episodes} episodes of {sft_config.behaviour} demonstrations")
+    clock = time.perf_counter()
+    sft_dir = sft(sft_config)
+    sft_seconds = time.perf_counter() - clock
+    log(f"[3/5] evaluating the SFT model on {episodes} held-out episodes")
+    stages.append(evaluate_stage("sft", load_policy(sft_dir / "model"), train_config, episodes, sft_seconds))
+    log(f"[4/5] PPO: {train_config.total_steps} env steps")
+    clock = time.perf_counter()
+    rl_dir = train(train_config)
+    rl_seconds = time.perf_counter() - clock
+    log(f"[5/5] evaluating the trained model on {episodes} held-out episodes")
+    policy, _ = trained_policy(rl_dir)
+    stages.append(evaluate_stage("rl", policy, train_config, episodes, rl_seconds))
+    gif = record_gif(policy, train_config, out / "episode.gif")
+    task = get_task(env)
+    summary = {
+        "env": task.name,
+        "episodes": episodes,
+        "eval_seeds": [EVAL_SEED_BASE, EVAL_SEED_BASE + episodes - 1],
+        "ceiling": float(task.ceiling()),
+        "paper_rl4vlm": PAPER_RESULTS.get(task.name),
+        "sft_examples": json.loads((sft_dir / "summary.json").read_text()).get("examples"),
+        "env_steps": train_config.total_steps,
+        "stages": [stage.as_dict() for stage in stages],
+        "seconds": round(time.perf_counter() - started, 1),
+        "run": {"sft": str(sft_dir), "rl": str(rl_dir), "curve": str(rl_dir / "curve.png"), "gif": str(gif)},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,94 @@
+"""The SFT + PPO pipeline (`make demo`, `vlmrl bench learn`) end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from vlmrl.checkpoint import load_weights
+from vlmrl.cli import main
+from vlmrl.games import get_task, make_env
+from vlmrl.learn import learn
+from vlmrl.policy import load_policy
+from vlmrl.policy.saving import trainable_tensors
+from vlmrl.rollout import EVAL_SEED_BASE
+from vlmrl.train import trained_policy
+
+SFT = ["episodes=4", "epochs=1", "batch_size=4", "eval_examples=2", "max_new_tokens=8", "tensorboard=false"]
+RL = [
+    "num_envs=2",
+    "steps_per_update=4",
+    "total_steps=8",
+    "max_new_tokens=8",
+    "minibatch_size=2",
+    "eval_every=0",
+    "lora=true",
+    "lora_rank=4",
+    "lora_alpha=8",
+    "lr=1e-3",
+    "tensorboard=false",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tmp_path_factory):
+    from vlmrl.policy import build_tiny_model
+
+    return build_tiny_model("llava", "test", tmp_path_factory.mktemp("model") / "llava")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_llava, tmp_path_factory):
+    out = tmp_path_factory.mktemp("learn") / "numberline"
+    return out, learn("numberline", out, episodes=3, sft_overrides=[f"model={tiny_llava}", *SFT], train_overrides=RL)
+
+
+def test_the_pipeline_evaluates_every_stage_on_the_same_heldout_deals(pipeline):
+    out, summary = pipeline
+    assert [stage["stage"] for stage in summary["stages"]] == ["untrained", "sft", "rl"]
+    for stage in summary["stages"]:
+        assert stage["episodes"] == 3 and 0.0 <= stage["success_rate"] <= 1.0
+    assert summary["eval_seeds"] == [EVAL_SEED_BASE, EVAL_SEED_BASE + 2]
+    assert summary["ceiling"] == 1.0 and summary["paper_rl4vlm"] == pytest.approx(0.894)
+    assert summary["env_steps"] == 8
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert (out / "sft" / "model" / "config.json").is_file()
+    with Image.open(out / "rl" / "curve.png") as curve, Image.open(out / "episode.gif") as gif:
+        assert curve.width > 300 and gif.n_frames >= 2
+
+
+def test_trained_policy_holds_the_last_checkpoint_and_differs_from_the_sft_model(pipeline):
+    out, _ = pipeline
+    policy, config = trained_policy(out / "rl")
+    checkpoint, saved = load_weights(out / "rl")
+    assert checkpoint.name == "step-2"
+    loaded = trainable_tensors(policy)
+    assert set(loaded) == set(saved)
+    for stem in saved:
+        assert set(loaded[stem]) == set(saved[stem])
+        for name, tensor in saved[stem].items():
+            assert torch.equal(loaded[stem][name].cpu(), tensor), (stem, name)
+    sft_model = load_policy(out / "sft" / "model").eval()
+    task = get_task("numberline")
+    image, info = make_env("numberline").reset(seed=EVAL_SEED_BASE)
+    torch.manual_seed(0)
+    samples = sft_model.generate([image], [task.prompt(info)], temperature=1.0, max_new_tokens=config.max_new_tokens)
+    with torch.no_grad():
+        trained, warm = policy.score(samples).token_logprobs, sft_model.score(samples).token_logprobs
+    assert not torch.allclose(trained, warm, atol=1e-4)
+
+
+def test_trained_policy_of_a_folder_that_is_not_a_run_is_one_error_line(tmp_path):
+    from vlmrl.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a `vlmrl train` run directory"):
+        trained_policy(tmp_path)
+
+
+def test_bench_learn_rejects_an_override_without_a_stage(capsys):
+    assert main(["bench", "learn", "--env", "numberline", "lr=1e-3"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "vlmrl: error: override 'lr=1e-3' must read sft.key=value or rl.key=value"
