@@ -56,6 +56,17 @@ def test_random_demonstrations_take_non_expert_actions_but_expert_ones_never_do(
         assert all(agreements) if expect_all else 0.2 < sum(agreements) / len(agreements) < 0.8
 
 
+@pytest.mark.parametrize(("behaviour", "argued"), [("random", {False}), ("expert", {True}), ("epsilon", {True, False})])
+def test_only_the_experts_choices_come_with_its_argument(behaviour, argued):
+    """A random draw that happens to match the expert must not carry the expert's argument,
+    or SFT would learn the decision from the wording."""
+    task = get_task("numberline")
+    demonstrations = collect_demonstrations(task, behaviour, episodes=30, seed=1, epsilon=0.5)
+    found = {"so I should" in json.loads(demo.answer)["thoughts"] for demo in demonstrations}
+    assert found == argued
+    assert all(("I choose" in json.loads(d.answer)["thoughts"]) != ("so I should" in d.answer) for d in demonstrations)
+
+
 def test_sft_drives_the_answer_loss_down(tiny_llava):
     torch.manual_seed(0)
     policy = load_policy(tiny_llava, trainable="all")

@@ -4,9 +4,11 @@ The paper starts PPO from a supervised fine-tuned LLaVA. Here the data comes fro
 seeded episodes played by a behaviour policy (`expert`, `random`, or `epsilon`: the expert
 with probability 1 - eps), each step recorded as (image, prompt, answer). The answer always
 describes the image correctly (the numbers, the cards, the formula) while its thoughts and
-action follow the behaviour policy. A `random` warm-up therefore teaches perception and the
-answer format but not the decisions, which RL must then learn: the honest way to show what
-RL adds.
+action follow the behaviour policy: a random draw comes with no argument, even when it happens
+to be the expert's action (otherwise the argument would mark the right action and the model
+would learn part of the decision from it). A `random` warm-up therefore teaches perception
+and the answer format but not the decisions, which RL must then learn: the honest way to show
+what RL adds.
 
 The loss is the negative log-likelihood of the answer tokens only, computed by the same
 `Policy.score` that PPO uses, so SFT trains exactly the distribution `generate` samples
@@ -97,10 +99,12 @@ def load_sft_config(path: str | None = None, env: str | None = None, overrides: 
     return config
 
 
-def behaviour_action(task: Task, env, behaviour: str, epsilon: float, rng: np.random.Generator) -> int:
+def behaviour_action(task: Task, env, behaviour: str, epsilon: float, rng: np.random.Generator) -> tuple[int, bool]:
+    """The behaviour policy's action, and whether the expert chose it (else a uniform draw, which
+    may coincide with the expert's action but has no argument behind it)."""
     if behaviour == "expert" or (behaviour == "epsilon" and rng.random() >= epsilon):
-        return task.expert_action(env)
-    return int(rng.integers(len(task.action_names)))
+        return task.expert_action(env), True
+    return int(rng.integers(len(task.action_names))), False
 
 
 def collect_demonstrations(
@@ -113,12 +117,12 @@ def collect_demonstrations(
     for episode in range(episodes):
         observation, info = env.reset(seed=seed + episode)
         while True:
-            action = behaviour_action(task, env, behaviour, epsilon, rng)
+            action, argued = behaviour_action(task, env, behaviour, epsilon, rng)
             demonstrations.append(
                 Demonstration(
                     observation,
                     task.prompt(info, cot=cot),
-                    task.answer(env, action, cot),
+                    task.answer(env, action, cot, argued),
                     action,
                     task.describe(env) if cot else {},
                     episode,

@@ -1,7 +1,11 @@
 """The games: gymnasium environments with image observations, and their text interfaces.
 
-`TASKS` maps each command-line name to its `Task`; importing this package registers the
-environments with gymnasium (``gymnasium.make("vlmrl/NumberLine-v0")``).
+`TASKS` maps each command-line name to its `Task` for the games that need nothing beyond
+vlmrl's own dependencies (what "all games" means); `OPTIONAL_TASKS` holds the games behind
+an optional extra (``alfworld``: ``pip install 'vlmrl[alfworld]'``). `get_task` knows both.
+Importing this package registers every environment with gymnasium
+(``gymnasium.make("vlmrl/NumberLine-v0")``) without importing any optional dependency:
+making an environment whose dependency is missing fails with one line saying how to get it.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from vlmrl.errors import UsageError
+from vlmrl.games.alfworld import ALFWorldTask
 from vlmrl.games.base import GameEnv, Task
 from vlmrl.games.blackjack import BlackjackTask
 from vlmrl.games.ezpoints import EZPointsTask
@@ -18,27 +23,31 @@ from vlmrl.games.points24 import Points24Task
 from vlmrl.games.text_env import TextActionWrapper
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (NumberLineTask, EZPointsTask, Points24Task, BlackjackTask)}
+OPTIONAL_TASKS: dict[str, type[Task]] = {ALFWorldTask.name: ALFWorldTask}
 
 _ENTRY_POINTS = {
     "vlmrl/NumberLine-v0": "vlmrl.games.numberline:NumberLineEnv",
     "vlmrl/EZPoints-v0": "vlmrl.games.ezpoints:EZPointsEnv",
     "vlmrl/Points24-v0": "vlmrl.games.points24:Points24Env",
     "vlmrl/Blackjack-v0": "vlmrl.games.blackjack:BlackjackEnv",
+    "vlmrl/ALFWorld-v0": "vlmrl.games.alfworld.env:ALFWorldEnv",
 }
 for _env_id, _entry_point in _ENTRY_POINTS.items():
     if _env_id not in gym.registry:
         gym.register(id=_env_id, entry_point=_entry_point)
 
 
-def game_names() -> list[str]:
-    return list(TASKS)
+def game_names(optional: bool = False) -> list[str]:
+    """The games' command-line names; with `optional`, the games behind an optional extra too."""
+    return list(TASKS) + (list(OPTIONAL_TASKS) if optional else [])
 
 
 def get_task(name: str) -> Task:
     """The text interface of a game, by its command-line name (case-insensitive)."""
-    task = TASKS.get(name.strip().lower())
+    key = name.strip().lower()
+    task = TASKS.get(key) or OPTIONAL_TASKS.get(key)
     if task is None:
-        raise UsageError(f"unknown game {name!r}; known games: {', '.join(TASKS)}")
+        raise UsageError(f"unknown game {name!r}; known games: {', '.join(game_names(optional=True))}")
     return task()
 
 
@@ -47,4 +56,14 @@ def make_env(name: str, **kwargs) -> gym.Env:
     return gym.make(get_task(name).env_id, **kwargs)
 
 
-__all__ = ["TASKS", "GameEnv", "Parsed", "Task", "TextActionWrapper", "game_names", "get_task", "make_env"]
+__all__ = [
+    "OPTIONAL_TASKS",
+    "TASKS",
+    "GameEnv",
+    "Parsed",
+    "Task",
+    "TextActionWrapper",
+    "game_names",
+    "get_task",
+    "make_env",
+]

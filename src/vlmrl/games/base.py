@@ -5,11 +5,19 @@ ids whose observations are 300x300 RGB images. The `Task` is everything that tur
 into a language problem: the prompt, the parser of the model's answer, the expert's answer,
 and the exact ceiling of the success rate. Layers above (rollouts, training) only ever see
 these two contracts.
+
+Most games have one fixed list of actions (`Task.action_names`). A game whose legal actions
+change every step (ALFWorld's admissible commands) sets `dynamic_actions` and overrides
+`legal_actions(info)`: an action id is then an index into *that step's* list, which the step's
+`info` carries. Code that must work for both asks `legal_actions(info)` (or
+`legal_actions_in(env)`) instead of reading `action_names`, and passes the step's `info` to
+`parse`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any, ClassVar
 
@@ -68,7 +76,11 @@ class Task(ABC):
     env_id: str
     """The gymnasium id (``vlmrl/NumberLine-v0``)."""
     action_names: tuple[str, ...]
-    """Legal actions; the index of a name is its action id in the environment."""
+    """Legal actions; the index of a name is its action id in the environment (empty when dynamic)."""
+    dynamic_actions: ClassVar[bool] = False
+    """True when the legal actions change from step to step (see `legal_actions`)."""
+    default_invalid_action: ClassVar[str] = "random"
+    """What `TextActionWrapper` makes of an answer naming no legal action unless told otherwise."""
 
     @abstractmethod
     def prompt(self, info: dict[str, Any], cot: bool = True) -> str:
@@ -79,12 +91,17 @@ class Task(ABC):
         """The answer's perception fields, true to the image (e.g. the numbers shown)."""
 
     @abstractmethod
-    def reasoning(self, env: gym.Env, action: int) -> str:
+    def reasoning(self, env: gym.Env, action: int, argued: bool | None = None) -> str:
         """The "thoughts" of an answer that takes `action` in the current state.
 
         For the expert's action this is the argument that makes it right; for any other
-        action it reads the state correctly and states the choice without a false reason.
+        action, or with `argued=False` (an action a random behaviour policy happened to pick:
+        it had no reason), it reads the state correctly and states the choice without a reason.
         """
+
+    def argues(self, env: gym.Env, action: int, argued: bool | None) -> bool:
+        """Whether the thoughts for `action` give the expert's argument (see `reasoning`)."""
+        return argued is not False and action == self.expert_action(env)
 
     @abstractmethod
     def expert_action(self, env: gym.Env) -> int:
@@ -94,17 +111,29 @@ class Task(ABC):
     def ceiling(self) -> Fraction:
         """The best success rate any agent can reach under the deal distribution, exactly."""
 
-    def parse(self, text: str) -> Parsed:
-        """The action an answer names; never raises (see `vlmrl.games.parsing`)."""
-        return parse_action(text, self.action_names)
+    def legal_actions(self, info: dict[str, Any] | None = None) -> Sequence[str]:
+        """The legal actions in the state a step's `info` describes; action ids index this list.
 
-    def answer(self, env: gym.Env, action: int, cot: bool = True) -> str:
-        """The JSON answer that takes `action`, its perception fields true to the image."""
+        Fixed-action games ignore `info`; dynamic ones read it (and know none without it).
+        """
+        return self.action_names
+
+    def legal_actions_in(self, env: gym.Env) -> Sequence[str]:
+        """The legal actions in the environment's current state."""
+        return self.action_names
+
+    def parse(self, text: str, info: dict[str, Any] | None = None) -> Parsed:
+        """The action an answer names, given the step's `info`; never raises (see `vlmrl.games.parsing`)."""
+        return parse_action(text, self.legal_actions(info))
+
+    def answer(self, env: gym.Env, action: int, cot: bool = True, argued: bool | None = None) -> str:
+        """The JSON answer that takes `action`, its perception fields true to the image; `argued`
+        as in `reasoning`."""
         fields: dict[str, Any] = {}
         if cot:
             fields.update(self.describe(env))
-            fields["thoughts"] = self.reasoning(env, action)
-        fields["action"] = self.action_names[action]
+            fields["thoughts"] = self.reasoning(env, action, argued)
+        fields["action"] = self.legal_actions_in(env)[action]
         return format_answer(fields)
 
     def expert(self, env: gym.Env, cot: bool = True) -> tuple[int, str]:

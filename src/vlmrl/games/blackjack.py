@@ -200,7 +200,7 @@ class BlackjackTask(Task):
     def expert_action(self, env: gym.Env) -> int:
         return optimal_action(*self._state(env))
 
-    def reasoning(self, env: gym.Env, action: int) -> str:
+    def reasoning(self, env: gym.Env, action: int, argued: bool | None = None) -> str:
         game = env.unwrapped
         hard, has_ace, upcard = self._state(env)
         total = hand_total(hard, has_ace)
@@ -210,7 +210,7 @@ class BlackjackTask(Task):
             f"The dealer shows {game.upcard.rank}."
         )
         name = self.action_names[action]
-        if action != self.expert_action(env):
+        if not self.argues(env, action, argued):
             return f"{opening} I choose to {name}."
         stand, hit = (float(p) for p in win_probabilities(hard, has_ace, upcard))
         if action == HIT:

@@ -177,7 +177,7 @@ class FormulaTask(Task):
             return self.action_names.index("=")
         return self.action_names.index(plan[len(game.formula)])
 
-    def reasoning(self, env: gym.Env, action: int) -> str:
+    def reasoning(self, env: gym.Env, action: int, argued: bool | None = None) -> str:
         game = env.unwrapped
         current = "".join(game.formula) or "empty"
         opening = f"The cards are {_and(card.rank for card in game.cards)}"
@@ -185,7 +185,7 @@ class FormulaTask(Task):
             opening += f", worth {_and(str(v) for v in game.values)}"
         opening += f". The current formula is {current}."
         name = self.action_names[action]
-        if action != self.expert_action(env):
+        if not self.argues(env, action, argued):
             return f'{opening} I choose "{name}".'
         plan = self.plan(env)
         if plan is None:

@@ -103,11 +103,11 @@ class NumberLineTask(Task):
         game = env.unwrapped
         return 1 if game.current < game.target else 0
 
-    def reasoning(self, env: gym.Env, action: int) -> str:
+    def reasoning(self, env: gym.Env, action: int, argued: bool | None = None) -> str:
         game = env.unwrapped
         c, g = game.current, game.target
         relation = "smaller than" if c < g else "larger than"
-        if action == self.expert_action(env):
+        if self.argues(env, action, argued):
             verb = "increase" if action == 1 else "decrease"
             return (
                 f"The current number is {c} and the target number is {g}. {c} is {relation} {g}, "

@@ -1,14 +1,18 @@
 """Stepping a game with the model's raw answer text instead of an action id.
 
-The wrapper parses each answer with the game's `Task`. An answer that names no legal action
-becomes, by the `invalid_action` setting:
-- ``"random"`` (the paper's rule, default): a uniformly random legal action, drawn from the
-  wrapper's own generator (seeded by `reset(seed=...)`, so runs reproduce and the game's deal
-  stream is not disturbed);
-- ``"penalty"``: the game does not move and the step earns `invalid_penalty`; the episode is
-  truncated once it has lasted the game's `max_steps` steps, invalid ones included.
-Either way `info["invalid"]` says so for the step, `info["parse_reason"]` says why, and the
-wrapper counts invalid answers (`invalid_steps` / `steps`).
+The wrapper parses each answer with the game's `Task`, given the info of the state the answer
+replies to (games with dynamic actions, like ALFWorld, read their legal actions from it). An
+answer that names no legal action becomes, by the `invalid_action` setting (by default the
+task's `default_invalid_action`):
+- ``"random"`` (the paper's rule for the card games): a uniformly random legal action of that
+  state, drawn from the wrapper's own generator (seeded by `reset(seed=...)`, so runs reproduce
+  and the game's deal stream is not disturbed);
+- ``"penalty"`` (the paper's rule for ALFWorld): the game does not move and the step earns
+  `invalid_penalty`; the episode is truncated once it has lasted the game's `max_steps` steps,
+  invalid ones included.
+Either way `info["invalid"]` says so for the step, `info["parse_reason"]` says why,
+`info["action"]` is the action id taken (None when none was) and `info["action_name"]` its
+name, and the wrapper counts invalid answers (`invalid_steps` / `steps`).
 """
 
 from __future__ import annotations
@@ -26,9 +30,14 @@ INVALID_ACTIONS = ("random", "penalty")
 
 class TextActionWrapper(gym.Wrapper):
     def __init__(
-        self, env: gym.Env, task: Task, invalid_action: InvalidAction = "random", invalid_penalty: float = -1.0
+        self,
+        env: gym.Env,
+        task: Task,
+        invalid_action: InvalidAction | None = None,
+        invalid_penalty: float = -1.0,
     ) -> None:
         super().__init__(env)
+        invalid_action = task.default_invalid_action if invalid_action is None else invalid_action
         if invalid_action not in INVALID_ACTIONS:
             raise ValueError(f"invalid_action must be one of {INVALID_ACTIONS}, not {invalid_action!r}")
         self.task = task
@@ -56,16 +65,18 @@ class TextActionWrapper(gym.Wrapper):
     def step(self, text: str):
         if self._last is None:
             raise RuntimeError("call reset() before step()")
-        parsed = self.task.parse(text)
+        last_info = self._last[1]
+        legal = self.task.legal_actions(last_info)
+        parsed = self.task.parse(text, last_info)
         self.steps += 1
         self.episode_steps += 1
         if parsed.valid:
             action = parsed.action
         else:
             self.invalid_steps += 1
-            action = int(self._rng.integers(len(self.task.action_names))) if self.invalid_action == "random" else None
+            action = int(self._rng.integers(len(legal))) if self.invalid_action == "random" and legal else None
         if action is None:
-            obs, last_info = self._last
+            obs, _ = self._last
             info = dict(last_info)
             info.pop("success", None)
             reward, terminated, truncated = self.invalid_penalty, False, False
@@ -74,6 +85,11 @@ class TextActionWrapper(gym.Wrapper):
         if not (terminated or truncated) and self.episode_steps >= self.max_episode_steps:
             truncated = True
             info["success"] = False
-        info.update(invalid=not parsed.valid, parse_reason=parsed.reason, action=action)
+        info.update(
+            invalid=not parsed.valid,
+            parse_reason=parsed.reason,
+            action=action,
+            action_name=None if action is None else legal[action],
+        )
         self._last = (obs, info)
         return obs, reward, terminated, truncated, info
