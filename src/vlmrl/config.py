@@ -66,6 +66,7 @@ class TrainConfig:
     kl_coef: float = knob(0.0, "weight of the KL to the initial policy (0: off, as in the paper)")
     normalize_advantages: bool = knob(True, "normalise advantages over the buffer")
     lr: float = knob(1e-5, "Adam learning rate at the start of the cosine schedule")
+    value_lr: float | None = knob(None, "learning rate of the value head (null: lr); same cosine schedule")
     lr_min: float = knob(1e-9, "learning rate at the end of the cosine schedule")
     adam_eps: float = knob(1e-7, "Adam epsilon")
     max_grad_norm: float = knob(0.01, "gradient norm clip")
@@ -239,6 +240,7 @@ def validate(config: TrainConfig) -> None:
         need(getattr(config, key) >= 0, f"{key} must not be negative, not {getattr(config, key)}")
     need(config.value_clip is None or config.value_clip > 0, "value_clip must be positive or null")
     need(config.eval_temperature is None or config.eval_temperature >= 0, "eval_temperature must not be negative")
+    need(config.value_lr is None or config.value_lr > 0, "value_lr must be positive (or null: the same as lr)")
     need(config.lr_min <= config.lr, f"lr_min ({config.lr_min}) must not exceed lr ({config.lr})")
     need(
         config.steps_per_update >= config.num_envs,

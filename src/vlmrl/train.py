@@ -99,8 +99,11 @@ def setup(config: TrainConfig) -> Run:
             policy.suppressed_ids,
             policy.value_head,
         )
-    parameters = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(parameters, lr=config.lr, eps=config.adam_eps)
+    critic = {id(p) for p in policy.value_head.parameters()}
+    actor = [p for p in policy.parameters() if p.requires_grad and id(p) not in critic]
+    groups = [{"params": actor, "lr": config.lr}, {"params": list(policy.value_head.parameters())}]
+    groups[1]["lr"] = config.lr if config.value_lr is None else config.value_lr
+    optimizer = torch.optim.Adam(groups, lr=config.lr, eps=config.adam_eps)
     total = config.updates * optimizer_steps_per_update(config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: cosine_lr(step, total, config.lr, config.lr_min) / config.lr
