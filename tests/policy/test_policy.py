@@ -23,10 +23,13 @@ def sampled(policy, game_inputs, temperature=1.0, max_new_tokens=24, seed=0):
     return policy.generate(images, prompts, temperature=temperature, max_new_tokens=max_new_tokens)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.2])
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_score_reproduces_generate_logprobs_and_values(family, tiny_model_dir, game_inputs):
+def test_score_reproduces_generate_logprobs_and_values(family, temperature, tiny_model_dir, game_inputs):
+    """Also below temperature 1, where a suppressed token's logit divided by the temperature
+    once overflowed to -inf and made every entropy (and so the PPO loss) NaN."""
     policy = load_policy(tiny_model_dir(family)).eval()
-    samples = sampled(policy, game_inputs)
+    samples = sampled(policy, game_inputs, temperature=temperature)
     assert len({len(s.prompt_ids) for s in samples}) > 1, "prompts of different lengths exercise the padding"
     with torch.no_grad():
         scores = policy.score(samples, cot_lambda=0.5)

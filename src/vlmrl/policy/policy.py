@@ -145,11 +145,12 @@ class Policy(nn.Module):
         return inputs
 
     def masked_logits(self, logits: torch.Tensor, temperature: torch.Tensor | float) -> torch.Tensor:
-        """Logits of the sampling distribution: forbidden tokens removed, divided by temperature."""
-        logits = logits.float()
+        """Logits of the sampling distribution: divided by temperature, then forbidden tokens removed
+        (in this order: SUPPRESSED divided by a temperature below 1 would overflow to -inf)."""
+        logits = logits.float() / temperature
         if self.suppressed_ids:
             logits = logits.index_fill(-1, torch.tensor(self.suppressed_ids, device=logits.device), SUPPRESSED)
-        return logits / temperature
+        return logits
 
     # ---------------------------------------------------------------- sampling
     @torch.no_grad()
