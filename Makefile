@@ -20,10 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/vlmrl eval --env all --agent expert,random --episodes 300 --seed 1000
-	$(BIN)/vlmrl play --env points24 --agent expert --seed 12 --out $(DEMO_DIR)/points24-expert.gif
-	$(BIN)/vlmrl play --env blackjack --agent expert --seed 11 --out $(DEMO_DIR)/blackjack-expert.gif
-	$(BIN)/vlmrl train --env numberline total_steps=256 eval_every=2 out=$(DEMO_DIR)/numberline-ppo
+	$(BIN)/vlmrl bench learn --env numberline --out $(DEMO_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
