@@ -50,7 +50,7 @@ class RandomAgent:
         self.rng = np.random.default_rng(seed)
 
     def act(self, env: gym.Env, observation: np.ndarray, prompt: str) -> str:
-        action = int(self.rng.integers(len(self.task.action_names)))
+        action = int(self.rng.integers(len(self.task.legal_actions_in(env))))
         return self.task.answer(env, action, self.cot)
 
 

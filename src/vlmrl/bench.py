@@ -10,17 +10,17 @@ from vlmrl.games import get_task, make_env
 
 
 def env_steps_per_second(name: str, steps: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Random actions for `steps` steps, resetting whenever an episode ends; every step draws its image."""
+    """Random legal actions for `steps` steps, resetting whenever an episode ends; every step draws its image."""
     env = make_env(name)
+    task = get_task(name)
     rng = np.random.default_rng(seed)
-    n_actions = len(get_task(name).action_names)
     start = time.perf_counter()
-    env.reset(seed=seed)
+    _, info = env.reset(seed=seed)
     episodes = 1
     for _ in range(steps):
-        _, _, terminated, truncated, _ = env.step(int(rng.integers(n_actions)))
+        _, _, terminated, truncated, info = env.step(int(rng.integers(len(task.legal_actions(info)))))
         if terminated or truncated:
-            env.reset()
+            _, info = env.reset()
             episodes += 1
     elapsed = time.perf_counter() - start
     env.close()

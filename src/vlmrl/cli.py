@@ -20,7 +20,7 @@ from rich.table import Table
 from vlmrl import __version__
 from vlmrl.errors import UsageError
 
-GAME_HELP = "game: numberline, ezpoints, points24 or blackjack"
+GAME_HELP = "game: numberline, ezpoints, points24, blackjack or alfworld (an optional extra)"
 stderr = Console(stderr=True)
 
 
@@ -61,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         "invalid answers, and the game's exact ceiling. With --json: one JSON "
         "object per game and agent, one per line.",
     )
-    ev.add_argument("--env", required=True, help=f"{GAME_HELP}; a comma-separated list or `all` gives one row each")
+    ev.add_argument(
+        "--env",
+        required=True,
+        help=f"{GAME_HELP}; a comma-separated list or `all` (the four card games) gives one row each",
+    )
     ev.add_argument(
         "--agent",
         default="expert",
@@ -72,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--invalid-action",
         choices=("random", "penalty"),
-        default="random",
-        help="what an unparseable answer becomes: a random legal action (paper) or a penalty",
+        help="what an unparseable answer becomes: a random legal action or a penalty "
+        "(default: the paper's rule for the game: random for the card games, penalty for ALFWorld)",
     )
     ev.add_argument("--json", action="store_true", help="print JSON (one object per row) instead of a table")
 
@@ -144,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Steps per second of each game with random actions, counting resets and "
         "the drawing of every observation image.",
     )
-    env.add_argument("--env", action="append", help=f"{GAME_HELP} (repeatable; default: all)")
+    env.add_argument("--env", action="append", help=f"{GAME_HELP} (repeatable; default: the four card games)")
     env.add_argument("--steps", type=positive_int, default=2000, help="steps per game (default: 2000)")
     env.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     learn = what.add_parser(
@@ -181,10 +185,13 @@ def progress_bar(description: str, total: int, enabled: bool) -> Progress:
     )
 
 
-def names_list(text: str, known: Sequence[str], kind: str, plural: str = "") -> list[str]:
-    """A comma-separated list of names, or `all`; unknown names are a one-line error."""
+def names_list(
+    text: str, known: Sequence[str], kind: str, plural: str = "", everything: Sequence[str] | None = None
+) -> list[str]:
+    """A comma-separated list of names, or `all` (`everything`, by default every known name);
+    unknown names are a one-line error."""
     if text.strip().lower() == "all":
-        return list(known)
+        return list(known if everything is None else everything)
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
     for name in names:
         if name not in known:
@@ -199,7 +206,7 @@ def command_eval(args: argparse.Namespace) -> None:
 
     runs = [
         (env, agent)
-        for env in names_list(args.env, game_names(), "game")
+        for env in names_list(args.env, game_names(optional=True), "game", everything=game_names())
         for agent in names_list(args.agent, AGENTS, "agent")
     ]
     results = []
@@ -235,6 +242,19 @@ def command_eval(args: argparse.Namespace) -> None:
             f"{r.invalid_rate:.1%}",
         )
     stdout_console().print(table)
+    for r in results:
+        if r.per_type:
+            stdout_console().print(per_type_table(r))
+
+
+def per_type_table(result) -> Table:
+    """Success per task type (ALFWorld's six), as the paper reports it."""
+    table = Table(title=f"{result.env}, {result.agent} agent: success per task type")
+    for column in ("task type", "episodes", "success"):
+        table.add_column(column, justify="right")
+    for task_type, row in result.per_type.items():
+        table.add_row(task_type, str(int(row["episodes"])), f"{row['success_rate']:.1%}")
+    return table
 
 
 def command_play(args: argparse.Namespace) -> None:

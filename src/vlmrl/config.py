@@ -47,8 +47,16 @@ class TrainConfig:
     temperature: float = knob(0.2, "sampling temperature (0: greedy)")
     top_p: float = knob(1.0, "nucleus sampling threshold")
     max_new_tokens: int = knob(256, "longest answer, in tokens")
-    invalid_action: str = knob("random", "an unparseable answer becomes: random (a random legal action) or penalty")
+    invalid_action: str | None = knob(
+        None, "an unparseable answer becomes: random (a random legal action) or penalty (null: the game's own rule)"
+    )
     invalid_penalty: float = knob(-1.0, "reward of an unparseable answer when invalid_action is penalty")
+    env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
+        None, "keyword arguments of the training environments (null: the game's defaults), e.g. {split: train}"
+    )
+    eval_env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
+        None, "keyword arguments of the evaluation environments (null: env_kwargs), e.g. {split: valid_unseen}"
+    )
     # --- rollouts
     num_envs: int = knob(4, "environments stepped in lockstep (one batched generate per step)")
     steps_per_update: int = knob(512, "environment steps collected per PPO update (all environments together)")
@@ -125,6 +133,8 @@ def coerce(kind: type, key: str, value: Any, source: str) -> Any:
             return value
         if kind is str and isinstance(value, str | int | float) and not isinstance(value, bool):
             return str(value)
+        if kind is dict and isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
     names = " or ".join(k.__name__ if k is not type(None) else "null" for k in allowed)
     raise UsageError(f"{key} in {source} must be {names}, not {value!r}")
 
@@ -211,7 +221,10 @@ def validate(config: TrainConfig) -> None:
             raise UsageError(message)
 
     need(config.trainable in TRAINABLE_CHOICES, f"trainable must be one of {', '.join(TRAINABLE_CHOICES)}")
-    need(config.invalid_action in ("random", "penalty"), "invalid_action must be random or penalty")
+    need(
+        config.invalid_action in (None, "random", "penalty"),
+        "invalid_action must be random or penalty (or null: the game's own rule)",
+    )
     need(
         config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:"),
         "device must be auto, cpu or cuda",
@@ -254,6 +267,20 @@ def validate(config: TrainConfig) -> None:
         config.total_steps >= config.steps_per_update,
         f"total_steps ({config.total_steps}) must be at least steps_per_update ({config.steps_per_update})",
     )
+    check_env_kwargs(config.env, "env_kwargs", config.env_kwargs)
+    if config.eval_env_kwargs is not None:
+        check_env_kwargs(config.env, "eval_env_kwargs", config.eval_env_kwargs)
+
+
+def check_env_kwargs(env: str, key: str, kwargs: dict | None) -> None:
+    """Build the game once with `kwargs`, so that a wrong keyword, a missing games folder or a
+    missing optional dependency is one line before any work starts, not after the model loads."""
+    from vlmrl.games import make_env
+
+    try:
+        make_env(env, **(kwargs or {})).close()
+    except TypeError as error:
+        raise UsageError(f"{key} {kwargs!r} does not suit {env}: {error}") from None
 
 
 def save_config(config: Any, path: Path) -> None:

@@ -1,5 +1,12 @@
 """Playing episodes on seeded deals and summarising them: success rate with its interval,
-return, length, invalid answers, next to the game's exact ceiling."""
+return, length, invalid answers, next to the game's exact ceiling; for a game whose episodes
+have a task type (ALFWorld's six, from `info["task_type"]`), success per type as the paper
+reports it.
+
+Held-out evaluation of a game whose seeds only pick among a fixed set of games (ALFWorld)
+needs held-out games, not just held-out seeds: pass the environment's held-out split in
+`env_kwargs` (``{"split": "valid_unseen"}``).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ class Episode:
     length: int
     invalid: int
     frames: list[dict[str, Any]] | None = None
+    task_type: str | None = None
 
 
 @dataclass
@@ -37,10 +45,14 @@ class EvalResult:
     mean_length: float
     invalid_rate: float
     ceiling: float
+    per_type: dict[str, dict[str, float]] | None = None
+    """Task type -> episodes, successes, success_rate (None for games without task types)."""
 
     def as_dict(self) -> dict[str, Any]:
         result = asdict(self)
         result["success_ci95"] = list(self.success_ci95)
+        if self.per_type is None:
+            del result["per_type"]
         return result
 
 
@@ -75,11 +87,26 @@ def play_episode(env: TextActionWrapper, agent: Agent, seed: int, record: bool =
         if terminated or truncated:
             if frames is not None:
                 frames.append({"image": observation, "answer": None, "reward": None, "success": info["success"]})
-            return Episode(bool(info["success"]), ret, length, invalid, frames)
+            return Episode(bool(info["success"]), ret, length, invalid, frames, info.get("task_type"))
+
+
+def success_per_type(results: list[Episode]) -> dict[str, dict[str, float]] | None:
+    """Episodes, successes and success rate of each task type, by name."""
+    if not any(r.task_type for r in results):
+        return None
+    per_type: dict[str, dict[str, float]] = {}
+    for r in sorted(results, key=lambda r: r.task_type or ""):
+        row = per_type.setdefault(r.task_type or "unknown", {"episodes": 0, "successes": 0})
+        row["episodes"] += 1
+        row["successes"] += int(r.success)
+    for row in per_type.values():
+        row["success_rate"] = row["successes"] / row["episodes"]
+    return per_type
 
 
 def summarize(task: Task, agent_name: str, results: list[Episode]) -> EvalResult:
-    """Success rate with its interval, mean return and length, and invalid answers per step."""
+    """Success rate with its interval, mean return and length, invalid answers per step, and
+    success per task type where episodes have one."""
     episodes = len(results)
     successes = sum(r.success for r in results)
     steps = sum(r.length for r in results)
@@ -93,6 +120,7 @@ def summarize(task: Task, agent_name: str, results: list[Episode]) -> EvalResult
         mean_length=float(np.mean([r.length for r in results])) if results else 0.0,
         invalid_rate=sum(r.invalid for r in results) / steps if steps else 0.0,
         ceiling=float(task.ceiling()),
+        per_type=success_per_type(results),
     )
 
 
@@ -101,10 +129,12 @@ def evaluate(
     episodes: int,
     seed: int,
     progress: Callable[[int], None] | None = None,
-    invalid_action: str = "random",
+    invalid_action: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> EvalResult:
-    """Play `episodes` episodes of the agent's game with seeds seed, seed+1, ... and summarise them."""
-    env = TextActionWrapper(make_env(agent.task.name), agent.task, invalid_action=invalid_action)
+    """Play `episodes` episodes of the agent's game with seeds seed, seed+1, ... and summarise them
+    (`invalid_action` None: the game's own rule; `env_kwargs`: the environment's, e.g. its split)."""
+    env = TextActionWrapper(make_env(agent.task.name, **(env_kwargs or {})), agent.task, invalid_action=invalid_action)
     results = []
     for i in range(episodes):
         results.append(play_episode(env, agent, seed + i))
@@ -124,15 +154,19 @@ def evaluate_policy(
     temperature: float = 0.2,
     top_p: float = 1.0,
     max_new_tokens: int = 256,
-    invalid_action: str = "random",
+    invalid_action: str | None = None,
     batch_size: int = 64,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> EvalResult:
     """A VLM policy on the deals of seeds seed, seed+1, ...: up to `batch_size` episodes run in
     lockstep, one batched `generate` per step, each episode stepped until it ends."""
     results: list[Episode] = []
     for first in range(seed, seed + episodes, batch_size):
         seeds = range(first, min(first + batch_size, seed + episodes))
-        envs = [TextActionWrapper(make_env(task.name), task, invalid_action=invalid_action) for _ in seeds]
+        envs = [
+            TextActionWrapper(make_env(task.name, **(env_kwargs or {})), task, invalid_action=invalid_action)
+            for _ in seeds
+        ]
         current = [env.reset(seed=s) for env, s in zip(envs, seeds, strict=True)]
         totals = [Episode(False, 0.0, 0, 0) for _ in seeds]
         active = list(range(len(envs)))
@@ -154,6 +188,7 @@ def evaluate_policy(
                 current[i] = (obs, info)
                 if terminated or truncated:
                     total.success = bool(info["success"])
+                    total.task_type = info.get("task_type")
                 else:
                     still.append(i)
             active = still

@@ -44,6 +44,11 @@ class Stage:
         return {"stage": self.name, "seconds": round(self.seconds, 1), **self.result.as_dict()}
 
 
+def heldout_env_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """The evaluation environments' keyword arguments (ALFWorld's held-out split, say)."""
+    return (config.env_kwargs if config.eval_env_kwargs is None else config.eval_env_kwargs) or {}
+
+
 def evaluate_stage(name: str, policy: Policy, config: TrainConfig, episodes: int, seconds: float) -> Stage:
     """`policy` on the held-out deals, sampled as the PPO preset evaluates."""
     temperature = config.temperature if config.eval_temperature is None else config.eval_temperature
@@ -57,6 +62,7 @@ def evaluate_stage(name: str, policy: Policy, config: TrainConfig, episodes: int
         top_p=config.top_p,
         max_new_tokens=config.max_new_tokens,
         invalid_action=config.invalid_action,
+        env_kwargs=heldout_env_kwargs(config),
     )
     result.agent = name
     return Stage(name, result, seconds)
@@ -67,7 +73,9 @@ def record_gif(policy: Policy, config: TrainConfig, path: Path, seed: int = EVAL
     task = get_task(config.env)
     temperature = config.temperature if config.eval_temperature is None else config.eval_temperature
     agent = PolicyAgent(policy, task, temperature=temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens)
-    env = TextActionWrapper(make_env(task.name), task, invalid_action=config.invalid_action)
+    env = TextActionWrapper(
+        make_env(task.name, **heldout_env_kwargs(config)), task, invalid_action=config.invalid_action
+    )
     episode = play_episode(env, agent, seed, record=True)
     env.close()
     return write_gif(episode.frames or [], path)

@@ -60,13 +60,19 @@ class Rollouts:
         task: Task,
         num_envs: int,
         seed: int,
-        invalid_action: str = "random",
+        invalid_action: str | None = None,
         invalid_penalty: float = -1.0,
         cot: bool = True,
+        env_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.task, self.cot = task, cot
         self.envs = [
-            TextActionWrapper(make_env(task.name), task, invalid_action=invalid_action, invalid_penalty=invalid_penalty)
+            TextActionWrapper(
+                make_env(task.name, **(env_kwargs or {})),
+                task,
+                invalid_action=invalid_action,
+                invalid_penalty=invalid_penalty,
+            )
             for _ in range(num_envs)
         ]
         self.seed_stream = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
@@ -163,8 +169,9 @@ class Rollouts:
         for i, (env, track) in enumerate(zip(self.envs, state["tracks"], strict=True)):
             self.tracks[i] = EnvTrack(**track)
             obs, info = env.reset(seed=self.tracks[i].seed)
-            for action in self.tracks[i].actions:
-                text = format_answer({"action": self.task.action_names[action]}) if action is not None else ""
+            for action in self.tracks[i].actions:  # an id names an action of the state it was taken in
+                legal = self.task.legal_actions(info)
+                text = format_answer({"action": legal[action]}) if action is not None else ""
                 obs, _, _, _, info = env.step(text)
             self.current[i] = (obs, info)
             env._rng.bit_generator.state = state["fallback_rngs"][i]

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlmrl.config import CONFIG_DIR, knob, read_config, save_config
+from vlmrl.config import CONFIG_DIR, check_env_kwargs, knob, read_config, save_config
 from vlmrl.errors import UsageError
 from vlmrl.games import Task, get_task, make_env
 from vlmrl.games.parsing import json_objects
@@ -41,11 +41,14 @@ BEHAVIOURS = ("expert", "random", "epsilon")
 
 @dataclass
 class SFTConfig:
-    env: str = knob("numberline", "game: numberline, ezpoints, points24 or blackjack")
+    env: str = knob("numberline", "game: numberline, ezpoints, points24, blackjack or alfworld")
     model: str | None = knob(None, "local Hugging Face model folder; empty: the embedded `demo` tiny model")
     behaviour: str = knob("random", "who plays the demonstrations: expert, random or epsilon")
     epsilon: float = knob(0.5, "with behaviour epsilon: probability of a random action instead of the expert's")
     episodes: int = knob(200, "demonstration episodes (each step is one example)")
+    env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
+        None, "keyword arguments of the game's environment (null: its defaults), e.g. {split: train}"
+    )
     heldout_fraction: float = knob(0.1, "fraction of episodes kept out of training, for validity and accuracy")
     seed: int = knob(0, "seed of the demonstrations, the initial weights' sampling and the batch order")
     out: str = knob("runs/{env}-sft", "run directory; {env} and {seed} are filled in")
@@ -79,6 +82,8 @@ class Demonstration:
     truth: dict[str, Any] = field(default_factory=dict)
     """The answer's perception fields, true to the image (what field accuracy compares)."""
     episode: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+    """The step's `info`, which parsing needs where the legal actions change by step (ALFWorld)."""
 
 
 def load_sft_config(path: str | None = None, env: str | None = None, overrides: list[str] = ()) -> SFTConfig:
@@ -96,6 +101,7 @@ def load_sft_config(path: str | None = None, env: str | None = None, overrides: 
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    check_env_kwargs(config.env, "env_kwargs", config.env_kwargs)
     return config
 
 
@@ -104,14 +110,20 @@ def behaviour_action(task: Task, env, behaviour: str, epsilon: float, rng: np.ra
     may coincide with the expert's action but has no argument behind it)."""
     if behaviour == "expert" or (behaviour == "epsilon" and rng.random() >= epsilon):
         return task.expert_action(env), True
-    return int(rng.integers(len(task.action_names))), False
+    return int(rng.integers(len(task.legal_actions_in(env)))), False
 
 
 def collect_demonstrations(
-    task: Task, behaviour: str, episodes: int, seed: int, epsilon: float = 0.5, cot: bool = True
+    task: Task,
+    behaviour: str,
+    episodes: int,
+    seed: int,
+    epsilon: float = 0.5,
+    cot: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> list[Demonstration]:
     """Every step of `episodes` seeded episodes played by the behaviour policy."""
-    env = make_env(task.name)
+    env = make_env(task.name, **(env_kwargs or {}))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xDE40]))
     demonstrations = []
     for episode in range(episodes):
@@ -126,6 +138,7 @@ def collect_demonstrations(
                     action,
                     task.describe(env) if cot else {},
                     episode,
+                    info,
                 )
             )
             observation, _, terminated, truncated, info = env.step(action)
@@ -182,7 +195,7 @@ def check_answers(
     )
     valid = fields_right = fields_total = same_action = 0
     for demo, sample in zip(demonstrations, samples, strict=True):
-        parsed = task.parse(sample.text)
+        parsed = task.parse(sample.text, demo.info)
         valid += parsed.valid
         same_action += parsed.action == demo.action
         objects = [o for o in json_objects(sample.text) if isinstance(o, dict)]
@@ -210,7 +223,7 @@ def sft(config: SFTConfig) -> Path:
     task = get_task(config.env)
     torch.manual_seed(config.seed)
     demonstrations = collect_demonstrations(
-        task, config.behaviour, config.episodes, config.seed, config.epsilon, config.cot
+        task, config.behaviour, config.episodes, config.seed, config.epsilon, config.cot, config.env_kwargs
     )
     train_set, heldout = split(demonstrations, config.episodes, config.heldout_fraction)
     if not train_set:

@@ -40,7 +40,7 @@ from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
 from vlmrl.rollout import EVAL_SEED_BASE, EpisodeWindow, Rollouts
 
-PAPER_RESULTS = {"numberline": 0.894, "ezpoints": 0.50, "points24": 0.023, "blackjack": 0.402}
+PAPER_RESULTS = {"numberline": 0.894, "ezpoints": 0.50, "points24": 0.023, "blackjack": 0.402, "alfworld": 0.217}
 """RL4VLM's success rates (LLaVA-7B, SFT + PPO), drawn on the curve for reference."""
 
 
@@ -109,7 +109,13 @@ def setup(config: TrainConfig) -> Run:
         optimizer, lambda step: cosine_lr(step, total, config.lr, config.lr_min) / config.lr
     )
     rollouts = Rollouts(
-        get_task(config.env), config.num_envs, config.seed, config.invalid_action, config.invalid_penalty, config.cot
+        get_task(config.env),
+        config.num_envs,
+        config.seed,
+        config.invalid_action,
+        config.invalid_penalty,
+        config.cot,
+        config.env_kwargs,
     )
     return Run(
         config,
@@ -194,6 +200,7 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
 def evaluate_now(run: Run) -> dict[str, float]:
     config = run.config
     temperature = config.temperature if config.eval_temperature is None else config.eval_temperature
+    env_kwargs = config.env_kwargs if config.eval_env_kwargs is None else config.eval_env_kwargs
     result = evaluate_policy(
         run.policy,
         get_task(config.env),
@@ -204,6 +211,7 @@ def evaluate_now(run: Run) -> dict[str, float]:
         top_p=config.top_p,
         max_new_tokens=config.max_new_tokens,
         invalid_action=config.invalid_action,
+        env_kwargs=env_kwargs,
     )
     low, high = result.success_ci95
     return {

@@ -65,7 +65,7 @@ LLAVA_NEXT_PINPOINTS = [[IMAGE_SIZE, IMAGE_SIZE]]
 @dataclass(frozen=True)
 class Dims:
     vocab: int
-    """Requested BPE vocabulary; the games' text saturates it below 1000 tokens either way."""
+    """Requested BPE vocabulary; the games' text saturates it below 1,200 tokens either way."""
     text_hidden: int
     text_layers: int
     text_heads: int
