@@ -20,14 +20,14 @@ from typing import Any
 
 from vlmrl.agents import PolicyAgent
 from vlmrl.config import TrainConfig, load_config
-from vlmrl.evaluate import EvalResult, evaluate_policy, play_episode
+from vlmrl.evaluate import EvalResult, play_episode
 from vlmrl.games import TextActionWrapper, get_task, make_env
 from vlmrl.play import write_gif
 from vlmrl.policy import Policy, load_policy
 from vlmrl.policy.tiny import demo_model
 from vlmrl.rollout import EVAL_SEED_BASE
 from vlmrl.sft import load_sft_config, sft
-from vlmrl.train import PAPER_RESULTS, train, trained_policy
+from vlmrl.train import PAPER_RESULTS, evaluate_heldout, heldout_env_kwargs, train, trained_policy
 
 STAGES = ("untrained", "sft", "rl")
 
@@ -44,26 +44,9 @@ class Stage:
         return {"stage": self.name, "seconds": round(self.seconds, 1), **self.result.as_dict()}
 
 
-def heldout_env_kwargs(config: TrainConfig) -> dict[str, Any]:
-    """The evaluation environments' keyword arguments (ALFWorld's held-out split, say)."""
-    return (config.env_kwargs if config.eval_env_kwargs is None else config.eval_env_kwargs) or {}
-
-
 def evaluate_stage(name: str, policy: Policy, config: TrainConfig, episodes: int, seconds: float) -> Stage:
     """`policy` on the held-out deals, sampled as the PPO preset evaluates."""
-    temperature = config.temperature if config.eval_temperature is None else config.eval_temperature
-    result = evaluate_policy(
-        policy,
-        get_task(config.env),
-        episodes,
-        EVAL_SEED_BASE,
-        cot=config.cot,
-        temperature=temperature,
-        top_p=config.top_p,
-        max_new_tokens=config.max_new_tokens,
-        invalid_action=config.invalid_action,
-        env_kwargs=heldout_env_kwargs(config),
-    )
+    result = evaluate_heldout(policy, config, episodes)
     result.agent = name
     return Stage(name, result, seconds)
 

@@ -33,7 +33,7 @@ from vlmrl.algos.ppo import cosine_lr, minibatch_indices, ppo_losses
 from vlmrl.checkpoint import load_checkpoint, load_weights, resume_checkpoint, save_checkpoint
 from vlmrl.config import TrainConfig, load_config, save_config
 from vlmrl.errors import UsageError
-from vlmrl.evaluate import evaluate_policy
+from vlmrl.evaluate import EvalResult, evaluate_policy
 from vlmrl.games import get_task
 from vlmrl.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.policy import LoraSettings, Policy, load_policy
@@ -197,22 +197,31 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
     return stats
 
 
-def evaluate_now(run: Run) -> dict[str, float]:
-    config = run.config
+def heldout_env_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """The evaluation environments' keyword arguments (ALFWorld's held-out split, say)."""
+    return (config.env_kwargs if config.eval_env_kwargs is None else config.eval_env_kwargs) or {}
+
+
+def evaluate_heldout(policy: Policy, config: TrainConfig, episodes: int) -> EvalResult:
+    """`policy` on `episodes` held-out deals (seeds from EVAL_SEED_BASE, never dealt in training),
+    sampled at the evaluation temperature, on the evaluation environments (`eval_env_kwargs`)."""
     temperature = config.temperature if config.eval_temperature is None else config.eval_temperature
-    env_kwargs = config.env_kwargs if config.eval_env_kwargs is None else config.eval_env_kwargs
-    result = evaluate_policy(
-        run.policy,
+    return evaluate_policy(
+        policy,
         get_task(config.env),
-        config.eval_episodes,
+        episodes,
         EVAL_SEED_BASE,
         cot=config.cot,
         temperature=temperature,
         top_p=config.top_p,
         max_new_tokens=config.max_new_tokens,
         invalid_action=config.invalid_action,
-        env_kwargs=env_kwargs,
+        env_kwargs=heldout_env_kwargs(config),
     )
+
+
+def evaluate_now(run: Run) -> dict[str, float]:
+    result = evaluate_heldout(run.policy, run.config, run.config.eval_episodes)
     low, high = result.success_ci95
     return {
         "eval/success_rate": result.success_rate,

@@ -300,3 +300,29 @@ def test_refuses_to_overwrite_a_foreign_folder_but_replaces_a_tiny_build(tmp_pat
     assert read_marker(target)["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "tiny"]  # no staging folders left
     assert (target / MARKER).is_file()
+
+
+def test_the_cached_demo_model_is_rebuilt_when_stale_and_reused_when_current(tmp_path, monkeypatch):
+    """A cache from before vision pretraining or from an older tokenizer corpus is rebuilt once."""
+    from vlmrl.policy import tiny
+
+    monkeypatch.setenv("VLMRL_CACHE", str(tmp_path))
+    builds = []
+
+    def fake_build(family, size, out, pretrain_vision=0, progress=None, seed=0):
+        builds.append((family, size, pretrain_vision))
+        out.mkdir(parents=True, exist_ok=True)
+        marker = {"family": family, "size": size, "tokenizer_version": tiny.TOKENIZER_VERSION}
+        marker["vision_pretraining"] = {"steps": pretrain_vision}
+        (out / tiny.MARKER).write_text(json.dumps(marker))
+        return out
+
+    monkeypatch.setattr(tiny, "build_tiny_model", fake_build)
+    folder = tiny.demo_model(progress=lambda step, metrics: None)
+    assert builds == [("llava", "demo", tiny.DEMO_VISION_STEPS)]
+    assert tiny.demo_model(progress=lambda step, metrics: None) == folder and len(builds) == 1
+    stale = json.loads((folder / tiny.MARKER).read_text())
+    del stale["tokenizer_version"]
+    (folder / tiny.MARKER).write_text(json.dumps(stale))
+    tiny.demo_model(progress=lambda step, metrics: None)
+    assert len(builds) == 2

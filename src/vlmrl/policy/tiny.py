@@ -53,6 +53,8 @@ from vlmrl.policy.tokenizer import game_corpus, train_tokenizer
 
 SIZES = ("test", "demo")
 MARKER = "vlmrl_tiny.json"
+TOKENIZER_VERSION = 2
+"""Raised whenever the tokenizer's corpus changes (2: ALFWorld text), so a cached demo model is rebuilt."""
 """Written into every build: marks a folder that a new build may replace."""
 IMAGE_SIZE = 112
 PATCH_SIZE = 14
@@ -319,7 +321,13 @@ def build_tiny_model(
         processor.save_pretrained(staging)
         if family in IMAGE_ONLY_PROCESSORS:
             _restore_processor_class(staging, spec)
-        marker = {"family": family, "size": size, "seed": seed, "note": "random weights, no pretraining"}
+        marker = {
+            "family": family,
+            "size": size,
+            "seed": seed,
+            "tokenizer_version": TOKENIZER_VERSION,
+            "note": "random weights, no pretraining",
+        }
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if pretrain_vision > 0:
             from vlmrl.policy.vision import pretrain_vision_tower  # vision imports this module
@@ -418,13 +426,14 @@ DEMO_VISION_STEPS = 1000
 
 def demo_model(progress: Callable[[int, dict[str, float]], Any] | None = None) -> Path:
     """The default model: the `demo` tiny LLaVA with a pretrained vision tower, built into the
-    cache folder on first use (and rebuilt if the cached one predates vision pretraining)."""
+    cache folder on first use (rebuilt if the cached one predates its vision pretraining or tokenizer)."""
     folder = cache_dir() / "models" / f"{DEMO_FAMILY}-demo"
     marker = read_marker(folder)
     if (
         marker is None
         or (marker.get("family"), marker.get("size")) != (DEMO_FAMILY, "demo")
         or marker.get("vision_pretraining", {}).get("steps") != DEMO_VISION_STEPS
+        or marker.get("tokenizer_version") != TOKENIZER_VERSION
     ):
         if progress is not None:
             build_tiny_model(DEMO_FAMILY, "demo", folder, pretrain_vision=DEMO_VISION_STEPS, progress=progress)
