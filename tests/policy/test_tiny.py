@@ -28,6 +28,7 @@ from vlmrl.policy.families import (
 from vlmrl.policy.tiny import (
     MARKER,
     SIZES,
+    TOKENIZER_VERSION,
     build_model,
     build_processor,
     build_tiny_model,
@@ -108,7 +109,13 @@ def test_folder_is_an_ordinary_checkpoint(family, built, loaded):
     path = built[family]
     for name in ("config.json", "model.safetensors", "tokenizer.json", "processor_config.json", "chat_template.jinja"):
         assert (path / name).is_file(), name
-    assert read_marker(path) == {"family": family, "size": "test", "seed": 0, "note": "random weights, no pretraining"}
+    assert read_marker(path) == {
+        "family": family,
+        "size": "test",
+        "seed": 0,
+        "tokenizer_version": TOKENIZER_VERSION,
+        "note": "random weights, no pretraining",
+    }
     config = AutoConfig.from_pretrained(path, local_files_only=True)
     assert family_of(config) == family
     assert type(loaded[family][0]).__name__ == get_family(family).model_class
