@@ -1,4 +1,4 @@
-"""Shared test helpers: environments put into a chosen state, so each rule is tested by name."""
+"""Shared test helpers: environments put into a chosen state, so each rule is tested by name; one tiny model."""
 
 from __future__ import annotations
 
@@ -21,3 +21,11 @@ def make_game():
     yield factory
     for env in envs:
         env.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory):
+    """A `test`-size tiny LLaVA folder, built once per test session."""
+    from vlmrl.policy import build_tiny_model
+
+    return build_tiny_model("llava", "test", tmp_path_factory.mktemp("model") / "llava")

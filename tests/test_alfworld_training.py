@@ -8,29 +8,13 @@ import sys
 
 import pytest
 
+from tiny_runs import TINY
 from vlmrl.cli import main
 from vlmrl.config import load_config
 from vlmrl.games import get_task
 from vlmrl.games.alfworld import TASK_TYPES
 from vlmrl.metrics import deterministic_view
 
-TINY = [
-    "num_envs=2",
-    "steps_per_update=4",
-    "max_new_tokens=12",
-    "ppo_epochs=2",
-    "minibatch_size=2",
-    "grad_accum=2",
-    "eval_every=1",
-    "eval_episodes=2",
-    "checkpoint_every=1",
-    "lora=true",
-    "lora_rank=4",
-    "lora_alpha=8",
-    "lr=1e-3",
-    "max_grad_norm=1.0",
-    "tensorboard=false",
-]
 TASK = get_task("alfworld")
 
 

@@ -34,13 +34,6 @@ RL = [
 
 
 @pytest.fixture(scope="module")
-def tiny_llava(tmp_path_factory):
-    from vlmrl.policy import build_tiny_model
-
-    return build_tiny_model("llava", "test", tmp_path_factory.mktemp("model") / "llava")
-
-
-@pytest.fixture(scope="module")
 def pipeline(tiny_llava, tmp_path_factory):
     out = tmp_path_factory.mktemp("learn") / "numberline"
     return out, learn("numberline", out, episodes=3, sft_overrides=[f"model={tiny_llava}", *SFT], train_overrides=RL)

@@ -16,13 +16,6 @@ from vlmrl.train import setup
 GAMES = ["numberline", "ezpoints", "points24", "blackjack"]
 
 
-@pytest.fixture(scope="module")
-def tiny_llava(tmp_path_factory):
-    from vlmrl.policy import build_tiny_model
-
-    return build_tiny_model("llava", "test", tmp_path_factory.mktemp("model") / "llava")
-
-
 @pytest.mark.parametrize("game", GAMES)
 @pytest.mark.parametrize("behaviour", ["random", "expert", "epsilon"])
 def test_demonstrations_parse_to_the_behaviour_action_and_describe_the_image(game, behaviour):

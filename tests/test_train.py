@@ -9,36 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
+from tiny_runs import TINY
 from vlmrl.checkpoint import latest_checkpoint
 from vlmrl.cli import main
 from vlmrl.config import load_config
 from vlmrl.metrics import deterministic_view
 from vlmrl.train import train
-
-TINY = [
-    "num_envs=2",
-    "steps_per_update=4",
-    "max_new_tokens=12",
-    "ppo_epochs=2",
-    "minibatch_size=2",
-    "grad_accum=2",
-    "eval_every=1",
-    "eval_episodes=2",
-    "checkpoint_every=1",
-    "lora=true",
-    "lora_rank=4",
-    "lora_alpha=8",
-    "lr=1e-3",
-    "max_grad_norm=1.0",
-    "tensorboard=false",
-]
-
-
-@pytest.fixture(scope="module")
-def tiny_llava(tmp_path_factory):
-    from vlmrl.policy import build_tiny_model
-
-    return build_tiny_model("llava", "test", tmp_path_factory.mktemp("model") / "llava")
 
 
 def tiny_config(model, run_dir, *extra: str, env: str = "numberline"):
