@@ -47,13 +47,13 @@ def test_one_tiny_training_iteration_trains_on_the_train_split_and_evaluates_on_
 
     splits: dict[str, list] = {"rollout": [], "evaluate": []}
     for name, module in (("rollout", vlmrl.rollout), ("evaluate", vlmrl.evaluate)):
-        original = module.make_env
+        original = module.make_text_env
 
-        def recording(game, _name=name, _original=original, **kwargs):
-            splits[_name].append(kwargs.get("split"))
-            return _original(game, **kwargs)
+        def recording(task, env_kwargs=None, *args, _name=name, _original=original, **kwargs):
+            splits[_name].append((env_kwargs or {}).get("split"))
+            return _original(task, env_kwargs, *args, **kwargs)
 
-        monkeypatch.setattr(module, "make_env", recording)
+        monkeypatch.setattr(module, "make_text_env", recording)
     run_dir = train(tiny_config(tiny_llava, tmp_path / "run", "total_steps=4"))
     (record,) = records(run_dir)
     assert record["update"] == 1 and record["env_steps"] == 4

@@ -564,7 +564,7 @@ def load_checkpoint(
     path = _resolve(Path(path))
     try:
         doc = _verify(path, deep=verify)
-        weights = {stem: _read_tensors(path / f"{stem}.safetensors", device) for stem in doc["weights"]}
+        weights = _read_weights(path, doc, device)
         optimizer_state = _read_section(path, doc, "optimizer") if optimizer is not None else None
         scheduler_state = _read_section(path, doc, "scheduler") if scheduler is not None else None
         rng_json, rng_tensors = _read_section(path, doc, "rng", decoded=False)
@@ -587,9 +587,14 @@ def load_weights(
     path = _resolve(Path(path))
     try:
         doc = _verify(path, deep=True)
-        return path, {stem: _read_tensors(path / f"{stem}.safetensors", device) for stem in doc["weights"]}
+        return path, _read_weights(path, doc, device)
     except _Corrupt as problem:
         raise UsageError(_corrupt_message(path, problem)) from None
+
+
+def _read_weights(path: Path, doc: dict[str, Any], device: str | torch.device) -> dict[str, dict[str, torch.Tensor]]:
+    """Every weight file a verified checkpoint lists, by stem."""
+    return {stem: _read_tensors(path / f"{stem}.safetensors", device) for stem in doc["weights"]}
 
 
 def _resolve(path: Path) -> Path:

@@ -260,12 +260,12 @@ def per_type_table(result) -> Table:
 def command_play(args: argparse.Namespace) -> None:
     from vlmrl.agents import make_agent
     from vlmrl.evaluate import play_episode
-    from vlmrl.games import TextActionWrapper, get_task, make_env
+    from vlmrl.games import get_task, make_text_env
     from vlmrl.play import write_gif
 
     task = get_task(args.env)
     agent = make_agent(args.agent, task, args.seed)
-    env = TextActionWrapper(make_env(args.env), task)
+    env = make_text_env(task)
     episode = play_episode(env, agent, args.seed, record=True)
     path = write_gif(episode.frames or [], args.out)
     outcome = "success" if episode.success else "failure"

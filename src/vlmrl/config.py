@@ -93,6 +93,16 @@ class TrainConfig:
         return self.steps_per_update // self.num_envs
 
     @property
+    def heldout_temperature(self) -> float:
+        """Sampling temperature of held-out evaluations."""
+        return self.temperature if self.eval_temperature is None else self.eval_temperature
+
+    @property
+    def heldout_env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the evaluation environments (ALFWorld's held-out split, say)."""
+        return (self.env_kwargs if self.eval_env_kwargs is None else self.eval_env_kwargs) or {}
+
+    @property
     def updates(self) -> int:
         return max(1, self.total_steps // (self.rollout_length * self.num_envs))
 

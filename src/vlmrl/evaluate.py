@@ -21,7 +21,7 @@ from vlmrl.agents import Agent
 
 if TYPE_CHECKING:
     from vlmrl.policy import Policy
-from vlmrl.games import Task, TextActionWrapper, make_env
+from vlmrl.games import Task, TextActionWrapper, make_text_env
 
 
 @dataclass
@@ -134,7 +134,7 @@ def evaluate(
 ) -> EvalResult:
     """Play `episodes` episodes of the agent's game with seeds seed, seed+1, ... and summarise them
     (`invalid_action` None: the game's own rule; `env_kwargs`: the environment's, e.g. its split)."""
-    env = TextActionWrapper(make_env(agent.task.name, **(env_kwargs or {})), agent.task, invalid_action=invalid_action)
+    env = make_text_env(agent.task, env_kwargs, invalid_action)
     results = []
     for i in range(episodes):
         results.append(play_episode(env, agent, seed + i))
@@ -163,10 +163,7 @@ def evaluate_policy(
     results: list[Episode] = []
     for first in range(seed, seed + episodes, batch_size):
         seeds = range(first, min(first + batch_size, seed + episodes))
-        envs = [
-            TextActionWrapper(make_env(task.name, **(env_kwargs or {})), task, invalid_action=invalid_action)
-            for _ in seeds
-        ]
+        envs = [make_text_env(task, env_kwargs, invalid_action) for _ in seeds]
         current = [env.reset(seed=s) for env, s in zip(envs, seeds, strict=True)]
         totals = [Episode(False, 0.0, 0, 0) for _ in seeds]
         active = list(range(len(envs)))

@@ -21,15 +21,13 @@ from typing import Any
 from vlmrl.agents import PolicyAgent
 from vlmrl.config import TrainConfig, load_config
 from vlmrl.evaluate import EvalResult, play_episode
-from vlmrl.games import TextActionWrapper, get_task, make_env
+from vlmrl.games import get_task, make_text_env
 from vlmrl.play import write_gif
 from vlmrl.policy import Policy, load_policy
 from vlmrl.policy.tiny import demo_model
 from vlmrl.rollout import EVAL_SEED_BASE
 from vlmrl.sft import load_sft_config, sft
-from vlmrl.train import PAPER_RESULTS, evaluate_heldout, heldout_env_kwargs, train, trained_policy
-
-STAGES = ("untrained", "sft", "rl")
+from vlmrl.train import PAPER_RESULTS, evaluate_heldout, train, trained_policy
 
 
 @dataclass
@@ -54,11 +52,10 @@ def evaluate_stage(name: str, policy: Policy, config: TrainConfig, episodes: int
 def record_gif(policy: Policy, config: TrainConfig, path: Path, seed: int = EVAL_SEED_BASE) -> Path:
     """One held-out episode of the trained agent, as an animated GIF."""
     task = get_task(config.env)
-    temperature = config.temperature if config.eval_temperature is None else config.eval_temperature
-    agent = PolicyAgent(policy, task, temperature=temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens)
-    env = TextActionWrapper(
-        make_env(task.name, **heldout_env_kwargs(config)), task, invalid_action=config.invalid_action
+    agent = PolicyAgent(
+        policy, task, temperature=config.heldout_temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens
     )
+    env = make_text_env(task, config.heldout_env_kwargs, config.invalid_action)
     episode = play_episode(env, agent, seed, record=True)
     env.close()
     return write_gif(episode.frames or [], path)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vlmrl.evaluate import Episode
-from vlmrl.games import Task, TextActionWrapper, make_env
+from vlmrl.games import Task, TextActionWrapper, make_text_env
 from vlmrl.games.parsing import format_answer
 from vlmrl.policy.policy import Policy, Sample
 
@@ -66,15 +66,7 @@ class Rollouts:
         env_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.task, self.cot = task, cot
-        self.envs = [
-            TextActionWrapper(
-                make_env(task.name, **(env_kwargs or {})),
-                task,
-                invalid_action=invalid_action,
-                invalid_penalty=invalid_penalty,
-            )
-            for _ in range(num_envs)
-        ]
+        self.envs = [make_text_env(task, env_kwargs, invalid_action, invalid_penalty) for _ in range(num_envs)]
         self.seed_stream = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
         self.tracks: list[EnvTrack] = []
         self.current: list[tuple[np.ndarray, dict[str, Any]]] = []

@@ -78,18 +78,22 @@ def initial_model(config: TrainConfig) -> str | Path | None:
     raise UsageError(f"init {config.init!r} is neither a `vlmrl sft` run (with model/) nor a model folder")
 
 
-def setup(config: TrainConfig) -> Run:
-    """Build the policy, the optimizer and its schedule, the environments."""
-    torch.manual_seed(config.seed)
-    device = None if config.device == "auto" else config.device
+def build_policy(config: TrainConfig) -> Policy:
+    """The policy a run trains: its initial model, with LoRA or its parts trainable, on its device."""
     lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
-    policy = load_policy(
+    return load_policy(
         initial_model(config),
         lora=lora,
         trainable=config.trainable,
-        device=device,
+        device=None if config.device == "auto" else config.device,
         gradient_checkpointing=config.gradient_checkpointing,
     )
+
+
+def setup(config: TrainConfig) -> Run:
+    """Build the policy, the optimizer and its schedule, the environments."""
+    torch.manual_seed(config.seed)
+    policy = build_policy(config)
     reference = None
     if config.kl_coef > 0 and not is_lora(policy):  # with LoRA the reference is the model with adapters off
         reference = Policy(
@@ -99,10 +103,10 @@ def setup(config: TrainConfig) -> Run:
             policy.suppressed_ids,
             policy.value_head,
         )
-    critic = {id(p) for p in policy.value_head.parameters()}
-    actor = [p for p in policy.parameters() if p.requires_grad and id(p) not in critic]
-    groups = [{"params": actor, "lr": config.lr}, {"params": list(policy.value_head.parameters())}]
-    groups[1]["lr"] = config.lr if config.value_lr is None else config.value_lr
+    critic = list(policy.value_head.parameters())
+    actor = [p for p in policy.parameters() if p.requires_grad and all(p is not c for c in critic)]
+    value_lr = config.lr if config.value_lr is None else config.value_lr
+    groups = [{"params": actor, "lr": config.lr}, {"params": critic, "lr": value_lr}]
     optimizer = torch.optim.Adam(groups, lr=config.lr, eps=config.adam_eps)
     total = config.updates * optimizer_steps_per_update(config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -197,26 +201,20 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
     return stats
 
 
-def heldout_env_kwargs(config: TrainConfig) -> dict[str, Any]:
-    """The evaluation environments' keyword arguments (ALFWorld's held-out split, say)."""
-    return (config.env_kwargs if config.eval_env_kwargs is None else config.eval_env_kwargs) or {}
-
-
 def evaluate_heldout(policy: Policy, config: TrainConfig, episodes: int) -> EvalResult:
     """`policy` on `episodes` held-out deals (seeds from EVAL_SEED_BASE, never dealt in training),
     sampled at the evaluation temperature, on the evaluation environments (`eval_env_kwargs`)."""
-    temperature = config.temperature if config.eval_temperature is None else config.eval_temperature
     return evaluate_policy(
         policy,
         get_task(config.env),
         episodes,
         EVAL_SEED_BASE,
         cot=config.cot,
-        temperature=temperature,
+        temperature=config.heldout_temperature,
         top_p=config.top_p,
         max_new_tokens=config.max_new_tokens,
         invalid_action=config.invalid_action,
-        env_kwargs=heldout_env_kwargs(config),
+        env_kwargs=config.heldout_env_kwargs,
     )
 
 
@@ -265,9 +263,7 @@ def trained_policy(run_dir: str | Path) -> tuple[Policy, TrainConfig]:
     if not (run_dir / "config.yaml").is_file():
         raise UsageError(f"{str(run_dir)!r} is not a `vlmrl train` run directory (no config.yaml)")
     config = load_config(run_dir / "config.yaml")
-    lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
-    device = None if config.device == "auto" else config.device
-    policy = load_policy(initial_model(config), lora=lora, trainable=config.trainable, device=device)
+    policy = build_policy(config)
     checkpoint, tensors = load_weights(run_dir, device=policy.device)
     load_trainable_tensors(policy, tensors, repr(str(checkpoint)))
     return policy.eval(), config

@@ -56,6 +56,19 @@ def make_env(name: str, **kwargs) -> gym.Env:
     return gym.make(get_task(name).env_id, **kwargs)
 
 
+def make_text_env(
+    task: Task,
+    env_kwargs: dict | None = None,
+    invalid_action: str | None = None,
+    invalid_penalty: float = -1.0,
+) -> TextActionWrapper:
+    """The game of `task` (built with `env_kwargs`, e.g. ALFWorld's split), stepped by answer text;
+    `invalid_action` None: the game's own rule for unparseable answers."""
+    return TextActionWrapper(
+        make_env(task.name, **(env_kwargs or {})), task, invalid_action=invalid_action, invalid_penalty=invalid_penalty
+    )
+
+
 __all__ = [
     "OPTIONAL_TASKS",
     "TASKS",
@@ -66,4 +79,5 @@ __all__ = [
     "game_names",
     "get_task",
     "make_env",
+    "make_text_env",
 ]

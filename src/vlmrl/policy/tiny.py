@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,9 +53,9 @@ from vlmrl.policy.tokenizer import game_corpus, train_tokenizer
 
 SIZES = ("test", "demo")
 MARKER = "vlmrl_tiny.json"
+"""Written into every build: marks a folder that a new build may replace."""
 TOKENIZER_VERSION = 2
 """Raised whenever the tokenizer's corpus changes (2: ALFWorld text), so a cached demo model is rebuilt."""
-"""Written into every build: marks a folder that a new build may replace."""
 IMAGE_SIZE = 112
 PATCH_SIZE = 14
 MERGE_SIZE = 2
@@ -435,11 +435,13 @@ def demo_model(progress: Callable[[int, dict[str, float]], Any] | None = None) -
         or marker.get("vision_pretraining", {}).get("steps") != DEMO_VISION_STEPS
         or marker.get("tokenizer_version") != TOKENIZER_VERSION
     ):
-        if progress is not None:
-            build_tiny_model(DEMO_FAMILY, "demo", folder, pretrain_vision=DEMO_VISION_STEPS, progress=progress)
-        else:
-            with vision_progress(DEMO_VISION_STEPS, "building the demo model (once): vision tower") as bar:
-                build_tiny_model(DEMO_FAMILY, "demo", folder, pretrain_vision=DEMO_VISION_STEPS, progress=bar)
+        reporter = (
+            nullcontext(progress)
+            if progress is not None
+            else vision_progress(DEMO_VISION_STEPS, "building the demo model (once): vision tower")
+        )
+        with reporter as report:
+            build_tiny_model(DEMO_FAMILY, "demo", folder, pretrain_vision=DEMO_VISION_STEPS, progress=report)
     return folder
 
 
