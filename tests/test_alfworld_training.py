@@ -158,13 +158,64 @@ def test_resumed_alfworld_run_replays_admissible_commands_and_logs_the_same(tiny
     assert len(expected) == 3
 
 
+def test_eval_and_play_take_the_split_and_other_env_kwargs(alfworld, monkeypatch, capsys, tmp_path):
+    import vlmrl.evaluate
+
+    splits = []
+    original = vlmrl.evaluate.make_text_env
+
+    def recording(task, env_kwargs=None, *args, **kwargs):
+        splits.append((env_kwargs or {}).get("split"))
+        return original(task, env_kwargs, *args, **kwargs)
+
+    monkeypatch.setattr(vlmrl.evaluate, "make_text_env", recording)
+    argv = ["eval", "--env", "alfworld", "--split", "valid_seen", "--episodes", "2", "--json"]
+    assert main([*argv, "--env-kwargs", "{goal_reward: level}"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert splits == ["valid_seen"] and result["env_kwargs"] == {"goal_reward": "level", "split": "valid_seen"}
+    assert result["success_rate"] == 1.0 and sum(row["episodes"] for row in result["per_type"].values()) == 2
+    assert main(["eval", "--env", "alfworld", "--episodes", "1", "--env-kwargs", "{split: valid_unseen}"]) == 0
+    assert splits[-1] == "valid_unseen" and "split=valid_unseen" in capsys.readouterr().out
+    gif = tmp_path / "episode.gif"
+    assert main(["play", "--env", "alfworld", "--split", "valid_unseen", "--out", str(gif)]) == 0 and gif.is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--split", "test"], "unknown ALFWorld split 'test'; known splits: train, valid_seen, valid_unseen"),
+        (["--split", "train", "--env-kwargs", "{split: valid_seen}"], "disagree"),
+        (["--env-kwargs", "{colour: red}"], "unexpected keyword argument 'colour'"),
+        (["--env-kwargs", "{expert: oracle}"], "expert must be one of handcoded, planner"),
+    ],
+)
+def test_bad_env_kwargs_are_one_line_before_any_episode(alfworld, argv, message, capsys):
+    assert main(["eval", "--env", "alfworld", *argv]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
+
+
+def test_without_games_the_commands_say_how_to_get_them_in_one_line(alfworld, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path))
+    assert main(["eval", "--env", "alfworld", "--split", "valid_unseen"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "alfworld-download" in error and "json_2.1.1/valid_unseen" in error and len(error.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "command",
-    [["train", "--env", "alfworld"], ["sft", "--env", "alfworld"], ["eval", "--env", "alfworld"]],
+    [
+        ["train", "--env", "alfworld"],
+        ["sft", "--env", "alfworld"],
+        ["eval", "--env", "alfworld"],
+        ["eval", "--env", "alfworld", "--split", "valid_unseen"],
+        ["play", "--env", "alfworld"],
+    ],
 )
 def test_without_alfworld_the_commands_say_how_to_install_it_in_one_line(command, monkeypatch, capsys):
     for module in ("alfworld", "alfworld.agents.environment.alfred_tw_env", "textworld", "textworld.envs"):
         monkeypatch.setitem(sys.modules, module, None)  # importing fails, as where alfworld is not installed
     assert main(command) == 2
     error = capsys.readouterr().err.strip()
-    assert "pip install 'vlmrl[alfworld]'" in error and len(error.splitlines()) == 1
+    assert "pip install 'vlmrl[alfworld]'" in error and "alfworld-download" in error
+    assert len(error.splitlines()) == 1

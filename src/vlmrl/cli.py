@@ -12,7 +12,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -21,6 +23,14 @@ from vlmrl import __version__
 from vlmrl.errors import UsageError
 
 GAME_HELP = "game: numberline, ezpoints, points24, blackjack or alfworld (an optional extra)"
+SPLIT_HELP = (
+    "ALFWorld's games: train (the environment's default), valid_seen (held-out games, training rooms) "
+    "or valid_unseen (held-out rooms)"
+)
+ENV_KWARGS_HELP = (
+    "the game's keyword arguments as a YAML mapping, like env_kwargs of `vlmrl train`, "
+    "e.g. '{split: valid_unseen, goal_reward: level}' or '{data: my_games, engine: thor}'"
+)
 stderr = Console(stderr=True)
 
 
@@ -79,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="what an unparseable answer becomes: a random legal action or a penalty "
         "(default: the paper's rule for the game: random for the card games, penalty for ALFWorld)",
     )
+    ev.add_argument("--split", help=SPLIT_HELP)
+    ev.add_argument("--env-kwargs", metavar="YAML", help=ENV_KWARGS_HELP)
     ev.add_argument("--json", action="store_true", help="print JSON (one object per row) instead of a table")
 
     play = commands.add_parser(
@@ -91,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--agent", default="expert", help="expert or random (default: expert)")
     play.add_argument("--seed", type=int, default=0, help="seed of the episode's deal (default: 0)")
     play.add_argument("--out", default="episode.gif", help="where to write the GIF (default: episode.gif)")
+    play.add_argument("--split", help=SPLIT_HELP)
+    play.add_argument("--env-kwargs", metavar="YAML", help=ENV_KWARGS_HELP)
 
     train = commands.add_parser(
         "train",
@@ -199,16 +213,50 @@ def names_list(
     return names
 
 
+def parse_env_kwargs(text: str | None) -> dict[str, Any]:
+    """--env-kwargs: a YAML mapping read safely (the syntax of env_kwargs=... in `vlmrl train`)."""
+    if text is None:
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise UsageError(f"--env-kwargs {text!r} is not YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise UsageError(f"--env-kwargs must be a YAML mapping such as '{{split: valid_unseen}}', not {text!r}")
+    return value
+
+
+def env_kwargs_of(args: argparse.Namespace, games: Sequence[str]) -> dict[str, Any]:
+    """The games' keyword arguments from --env-kwargs and --split, each game built once with them so
+    that a keyword a game does not take, or a missing split or dependency, is one line before any episode."""
+    from vlmrl.config import check_env_kwargs
+
+    kwargs = parse_env_kwargs(args.env_kwargs)
+    if args.split is not None:
+        if kwargs.get("split", args.split) != args.split:
+            raise UsageError(f"--split {args.split} and --env-kwargs split {kwargs['split']} disagree: give it once")
+        kwargs["split"] = args.split
+    if kwargs:
+        for game in games:
+            check_env_kwargs(game, "env kwargs", kwargs)
+    return kwargs
+
+
+def describe_kwargs(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in kwargs.items())
+
+
 def command_eval(args: argparse.Namespace) -> None:
     from vlmrl.agents import AGENTS, make_agent
     from vlmrl.evaluate import evaluate
     from vlmrl.games import game_names, get_task
 
-    runs = [
-        (env, agent)
-        for env in names_list(args.env, game_names(optional=True), "game", everything=game_names())
-        for agent in names_list(args.agent, AGENTS, "agent")
+    games = [
+        get_task(env).name for env in names_list(args.env, game_names(optional=True), "game", everything=game_names())
     ]
+    agents = names_list(args.agent, AGENTS, "agent")
+    env_kwargs = env_kwargs_of(args, games)
+    runs = [(env, agent) for env in games for agent in agents]
     results = []
     with progress_bar("episodes", args.episodes * len(runs), sys.stderr.isatty()) as bar:
         job = bar.add_task("episodes", total=args.episodes * len(runs))
@@ -220,13 +268,15 @@ def command_eval(args: argparse.Namespace) -> None:
                     args.seed,
                     progress=lambda done, before=i * args.episodes: bar.update(job, completed=before + done),
                     invalid_action=args.invalid_action,
+                    env_kwargs=env_kwargs,
                 )
             )
     if args.json:
         for result in results:
-            print(json.dumps(result.as_dict()))
+            print(json.dumps(result.as_dict() | ({"env_kwargs": env_kwargs} if env_kwargs else {})))
         return
-    table = Table(title=f"{args.episodes} episodes per row, seeds {args.seed}..{args.seed + args.episodes - 1}")
+    title = f"{args.episodes} episodes per row, seeds {args.seed}..{args.seed + args.episodes - 1}"
+    table = Table(title=title + (f", {describe_kwargs(env_kwargs)}" if env_kwargs else ""))
     for column in ("game", "agent", "success", "95% CI", "ceiling", "return", "length", "invalid"):
         table.add_column(column, justify="right")
     for r in results:
@@ -265,7 +315,7 @@ def command_play(args: argparse.Namespace) -> None:
 
     task = get_task(args.env)
     agent = make_agent(args.agent, task, args.seed)
-    env = make_text_env(task)
+    env = make_text_env(task, env_kwargs_of(args, [task.name]))
     episode = play_episode(env, agent, args.seed, record=True)
     path = write_gif(episode.frames or [], args.out)
     outcome = "success" if episode.success else "failure"

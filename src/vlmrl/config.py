@@ -29,7 +29,7 @@ def knob(default: Any, help: str) -> Any:
 @dataclass
 class TrainConfig:
     # --- what to train
-    env: str = knob("numberline", "game: numberline, ezpoints, points24 or blackjack")
+    env: str = knob("numberline", "game: numberline, ezpoints, points24, blackjack or alfworld (an optional extra)")
     model: str | None = knob(None, "local Hugging Face model folder; empty: the embedded `demo` tiny model")
     init: str | None = knob(None, "start from a `vlmrl sft` run (its model/ folder) or a model folder; replaces model")
     seed: int = knob(0, "seed of everything: deals, sampling, mini-batches")

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from vlmrl.errors import UsageError
 from vlmrl.games import OPTIONAL_TASKS, TASKS, game_names, get_task, make_env
+from vlmrl.games.alfworld import data, thor
 from vlmrl.games.alfworld.conditions import goal_condition_rate, goal_conditions
 from vlmrl.games.alfworld.data import (
     SHIPPED_DATA,
@@ -207,7 +208,24 @@ def test_missing_alfworld_is_one_line_saying_how_to_install_it(monkeypatch):
     with pytest.raises(UsageError) as from_make:
         make_env("alfworld")
     for message in (str(error.value), str(from_make.value)):
-        assert "pip install 'vlmrl[alfworld]'" in message and "\n" not in message
+        assert "pip install 'vlmrl[alfworld]'" in message and "alfworld-download" in message and "\n" not in message
+
+
+def test_thor_without_ai2thor_is_one_line_saying_what_it_needs(monkeypatch):
+    """The THOR path cannot run here (no Unity player, no display); what it needs must be one line."""
+    monkeypatch.setattr(thor, "require_alfworld", lambda: None)  # alfworld itself present, its THOR side not
+    monkeypatch.setitem(sys.modules, "alfworld.agents.environment.alfred_thor_env", None)
+    with pytest.raises(UsageError) as error:
+        thor.require_thor()
+    message = str(error.value)
+    assert "pip install 'alfworld[vis]'" in message and "alfworld-download" in message and "\n" not in message
+
+
+def test_a_game_without_an_alfred_scene_is_text_only(tmp_path):
+    with pytest.raises(UsageError, match=r"no THOR scene .*object_poses.*text only"):
+        thor.check_thor_scene(next(SHIPPED_DATA.rglob("traj_data.json")))
+    (tmp_path / "traj_data.json").write_text(json.dumps({"scene": dict.fromkeys(thor.SCENE_KEYS, 0)}))
+    thor.check_thor_scene(tmp_path / "traj_data.json")
 
 
 def test_missing_games_are_one_line_naming_every_way_to_get_them(tmp_path):
@@ -226,11 +244,21 @@ def test_unknown_split_or_task_type_is_a_usage_error():
         find_games(SHIPPED_DATA, "train", ("cook",))
 
 
-def test_data_root_is_the_argument_then_alfworld_data_then_the_shipped_games(monkeypatch, tmp_path):
+def test_data_root_is_the_argument_then_alfworld_data_then_alfworlds_cache_then_the_shipped_games(
+    monkeypatch, tmp_path
+):
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(data, "ALFWORLD_DEFAULT_CACHE", cache)
     monkeypatch.delenv("ALFWORLD_DATA", raising=False)
     assert resolve_data_root(None) == SHIPPED_DATA
     assert resolve_data_root("shipped") == SHIPPED_DATA
     assert resolve_data_root(tmp_path) == tmp_path
+    monkeypatch.setenv("ALFWORLD_DATA", str(cache))  # what importing alfworld sets when the user did not
+    assert resolve_data_root(None) == SHIPPED_DATA
+    (cache / "json_2.1.1").mkdir(parents=True)  # alfworld-download filled alfworld's cache
+    assert resolve_data_root(None) == cache
+    monkeypatch.delenv("ALFWORLD_DATA")
+    assert resolve_data_root(None) == cache  # whether or not alfworld was imported first
     monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path))
     assert resolve_data_root(None) == tmp_path  # set by the user: used, and an error if empty
 

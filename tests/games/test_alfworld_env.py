@@ -1,7 +1,12 @@
 """ALFWorld on alfworld's text engine: the shipped games, the reward and termination rules, the
-expert, the text wrapper's rules for a game with dynamic actions, and the game generator."""
+expert, the text wrapper's rules for a game with dynamic actions, and the game generator; the
+optional THOR engine against a stand-in for alfworld's THOR worker."""
 
 import json
+import shutil
+import sys
+import types
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -14,6 +19,7 @@ from vlmrl.games.alfworld.data import SHIPPED_DATA, SPLITS
 from vlmrl.games.alfworld.engine import Engine, split_intro
 from vlmrl.games.alfworld.env import ALFWorldEnv
 from vlmrl.games.alfworld.generate import SHIPPED_SEED, generate_game
+from vlmrl.games.alfworld.thor import SCENE_KEYS
 
 TASK = get_task("alfworld")
 
@@ -163,3 +169,118 @@ def test_split_intro_separates_the_room_from_the_task():
         "-= Welcome to TextWorld, ALFRED! =-\n\nYou see a desk 1.\n\nYour task is to: put a pen in desk."
     )
     assert (room, task) == ("You see a desk 1.", "put a pen in desk")
+
+
+# ------------------------------------------------------------------ THOR (a stand-in: no Unity player here)
+class StandInThorWorker:
+    """What vlmrl uses of alfworld's `AlfredThorEnv.Thor` worker, on a two-step game: go to the
+    fridge, take the apple (won). THOR itself cannot start on these machines."""
+
+    started: ClassVar[list] = []
+    FRAME = np.full((600, 400, 3), (10, 200, 30), dtype=np.uint8)
+
+    def __init__(self, queue, train_eval="train"):
+        assert queue is None and train_eval == "train"
+
+    def init_env(self, config):
+        assert config["env"]["thor"]["screen_width"] == 300 and config["controller"]["type"] == "oracle"
+        self.env = types.SimpleNamespace(last_event=types.SimpleNamespace(frame=self.FRAME), stop=self.stop)
+        self.started.append(self)
+        self.stopped = False
+
+    def stop(self):
+        self.stopped = True
+
+    def reset(self, task_file):
+        print(f"Task: {task_file}")  # alfworld's worker prints; vlmrl must keep stdout clean
+        self.controller = types.SimpleNamespace(inventory=[])
+        self.feedback = (
+            "-= Welcome to TextWorld, ALFRED! =-\n\nYou are in the middle of a room. You see a fridge 1.\n\n"
+            "Your task is to: put a cool apple in countertop."
+        )
+        self.at_fridge = False
+
+    def step(self, action):
+        if action == "go to fridge 1":
+            self.at_fridge, self.feedback = True, "You arrive at fridge 1. You see an apple 1."
+        elif action == "take apple 1 from fridge 1":
+            self.controller.inventory.append("apple 1")
+            self.feedback = "You pick up the apple 1 from the fridge 1."
+
+    def get_results(self):
+        won = bool(self.controller.inventory)
+        if won:
+            return self.feedback, True, ["look"], True, 1.0, ["look"]
+        if self.at_fridge:
+            return (
+                self.feedback,
+                False,
+                ["take apple 1 from fridge 1", "look"],
+                False,
+                0.5,
+                ["take apple 1 from fridge 1"],
+            )
+        return self.feedback, False, ["go to fridge 1", "look"], False, 0.0, ["go to fridge 1"]
+
+
+@pytest.fixture
+def stand_in_thor(monkeypatch, tmp_path):
+    """alfworld's THOR module replaced by the stand-in, and one shipped game given an ALFRED scene."""
+    module = types.ModuleType("alfworld.agents.environment.alfred_thor_env")
+    module.AlfredThorEnv = types.SimpleNamespace(Thor=StandInThorWorker)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    StandInThorWorker.started = []
+    shipped = next((SHIPPED_DATA / "json_2.1.1" / "train").glob("pick_cool_then_place_in_recep-*/*"))
+    trial = tmp_path / "json_2.1.1" / "train" / shipped.parent.name / shipped.name
+    shutil.copytree(shipped, trial)
+    traj = json.loads((trial / "traj_data.json").read_text())
+    traj["scene"] |= {key: traj["scene"].get(key, []) for key in SCENE_KEYS}
+    (trial / "traj_data.json").write_text(json.dumps(traj))
+    return tmp_path
+
+
+def test_the_thor_engine_plays_alfworlds_thor_worker_and_shows_its_frame(stand_in_thor, capsys):
+    env = TextActionWrapper(make_env("alfworld", data=str(stand_in_thor), engine="thor"), TASK)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (300, 300, 3) and (obs == (10, 200, 30)).all()  # THOR's frame, resized
+    assert info["task"] == "put a cool apple in countertop" and info["admissible_commands"] == [
+        "go to fridge 1",
+        "look",
+    ]
+    assert info["observation"].startswith("You are in the middle of a room")
+    rewards, answers = [], []
+    while True:
+        action, answer = TASK.expert(env)
+        answers.append(answer)
+        assert TASK.parse(answer, info).action == action
+        obs, reward, terminated, truncated, info = env.step(answer)
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    assert info["success"] and info["won"] and rewards == pytest.approx([0.5, 50.5])  # goal rate from THOR
+    assert "apple 1" in answers[-1] and info["task_type"] == "pick_cool_then_place_in_recep"
+    assert capsys.readouterr().out == ""
+    env.close()
+    assert StandInThorWorker.started[-1].stopped
+
+
+def test_thor_refuses_games_without_a_scene_before_starting_and_has_only_the_handcoded_expert(stand_in_thor):
+    with pytest.raises(UsageError, match="no THOR scene"):
+        make_env("alfworld", data="shipped", engine="thor")
+    assert StandInThorWorker.started == []
+    with pytest.raises(UsageError, match="handcoded expert only"):
+        make_env("alfworld", data=str(stand_in_thor), engine="thor", expert="planner")
+    with pytest.raises(UsageError, match="engine must be one of text, thor"):
+        make_env("alfworld", engine="unity")
+
+
+def test_thor_without_its_dependencies_is_one_line():
+    try:
+        import ai2thor  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("ai2thor is installed here")
+    with pytest.raises(UsageError) as error:
+        make_env("alfworld", engine="thor")
+    assert "pip install 'alfworld[vis]'" in str(error.value) and "\n" not in str(error.value)

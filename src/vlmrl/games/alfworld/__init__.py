@@ -5,9 +5,10 @@ plain Python. Building the environment (``gymnasium.make("vlmrl/ALFWorld-v0")``)
 ``pip install 'vlmrl[alfworld]'`` and says so in one line otherwise.
 
 Modules: `data` (where games are, splits, task types, errors), `engine` (alfworld's
-TextWorld engine and expert), `conditions` (goal-condition success), `env` (the gymnasium
-environment and its reward), `render` (the observation image), `task` (prompt, parser,
-expert answers), `generate` (writing new solvable games from alfworld's floor plans).
+TextWorld engine and expert), `thor` (alfworld's AI2-THOR engine, optional: ``engine="thor"``),
+`conditions` (goal-condition success), `env` (the gymnasium environment and its reward),
+`render` (the observation image), `task` (prompt, parser, expert answers), `generate`
+(writing new solvable games from alfworld's floor plans).
 """
 
 from vlmrl.games.alfworld.data import SHIPPED_DATA, SPLITS, TASK_TYPES

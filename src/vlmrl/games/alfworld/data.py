@@ -39,7 +39,10 @@ SHIPPED_DATA = Path(__file__).resolve().parent.parent / "alfworld_games"
 ALFWORLD_DEFAULT_CACHE = Path("~/.cache/alfworld").expanduser()
 """Where alfworld puts (and, when importing, points ``$ALFWORLD_DATA`` at) its download."""
 
-INSTALL_HINT = "ALFWorld needs the optional alfworld package: pip install 'vlmrl[alfworld]'"
+INSTALL_HINT = (
+    "pip install 'vlmrl[alfworld]'; vlmrl's shipped games then play at once, "
+    "and `alfworld-download` fetches alfworld's full set"
+)
 
 
 @dataclass(frozen=True)
@@ -66,31 +69,33 @@ def require_alfworld() -> None:
         import alfworld.agents.environment.alfred_tw_env  # noqa: F401
         import textworld.envs  # noqa: F401
     except ImportError as error:
-        raise UsageError(f"{INSTALL_HINT} ({error})") from None
+        raise UsageError(f"ALFWorld needs the optional alfworld package ({error}): {INSTALL_HINT}") from None
 
 
 def missing_data_message(root: Path, split: str, detail: str) -> str:
     return (
         f"no ALFWorld games in {root} for split {split!r} ({detail}): expected "
         f"json_2.1.1/{split}/<task>/<trial>/ folders with game.tw-pddl and traj_data.json; "
-        f"set $ALFWORLD_DATA to a folder filled by `alfworld-download`, or use the shipped games ({SHIPPED_DATA})"
+        f"set $ALFWORLD_DATA to a folder filled by `alfworld-download`, or unset it (and pass no data=) "
+        f"to play the shipped games ({SHIPPED_DATA})"
     )
 
 
 def resolve_data_root(data: str | os.PathLike | None) -> Path:
     """The games folder to read: `data` if given (``"shipped"`` names vlmrl's own games),
-    else ``$ALFWORLD_DATA`` when it holds games, else the shipped games.
+    else ``$ALFWORLD_DATA``, else alfworld's cache when `alfworld-download` filled it, else the
+    shipped games.
 
     An ``$ALFWORLD_DATA`` that the user set but that holds no games is an error, not a silent
-    fall-back; alfworld's own default (an empty cache folder its import creates) is not.
+    fall-back; alfworld's own default (an empty cache folder its import creates, and names in
+    ``$ALFWORLD_DATA``) is not. The answer does not depend on whether alfworld was imported.
     """
     if data is not None:
         return SHIPPED_DATA if str(data) == "shipped" else Path(data).expanduser()
     variable = os.environ.get("ALFWORLD_DATA")
-    if variable:
-        root = Path(variable).expanduser()
-        if (root / "json_2.1.1").is_dir() or root.resolve() != ALFWORLD_DEFAULT_CACHE.resolve():
-            return root
+    root = Path(variable).expanduser() if variable else ALFWORLD_DEFAULT_CACHE
+    if (root / "json_2.1.1").is_dir() or root.resolve() != ALFWORLD_DEFAULT_CACHE.resolve():
+        return root
     return SHIPPED_DATA
 
 

@@ -60,6 +60,8 @@ class EngineState:
     """The PDDL state, as (predicate, demangled argument names)."""
     expert_plan: tuple[str, ...]
     """alfworld's expert: its next command first (the planner gives its whole remaining plan)."""
+    goal_rate: float | None = None
+    """The engine's own goal-condition success rate (THOR reports one); None: computed from `facts`."""
 
 
 def split_intro(feedback: str) -> tuple[str, str]:

@@ -23,18 +23,18 @@ sum is the final rate, so the return is 50 * won + final rate - inadmissible com
 Termination: won. Truncation: 50 steps. Success: won. Ceiling: 1 (every game listed is
 solvable; shipped games are solved by the expert within 50 steps when they are written).
 
-THOR frames (optional, not a dependency): the paper's agent saw AI2-THOR renderings.
-Whoever has a working THOR setup and the downloaded ALFRED trials can pass
-``frame=callable``: it gets the environment and returns the current frame (an HxWx3 uint8
-array, e.g. from alfworld's `AlfredThorEnv` kept in step by replaying ``last_action``), and
-the observation becomes that frame resized to 300x300. vlmrl's generated games have no THOR
-scene state, so they can only be rendered as text.
+Engines: ``engine="text"`` (the default) is alfworld's TextWorld engine (`engine`), and the
+image is the text, drawn. ``engine="thor"`` (optional, `thor`) is the paper's setup: the game
+runs in AI2-THOR through alfworld's own THOR worker and the image is THOR's frame resized to
+300x300; it needs ``pip install 'alfworld[vis]'``, the games of `alfworld-download` and an X
+display, and says in one line which is missing. The prompt, parser, reward and `info` are the
+same for both.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,14 +44,16 @@ from PIL import Image
 from vlmrl.errors import UsageError
 from vlmrl.games.alfworld.conditions import goal_condition_rate
 from vlmrl.games.alfworld.data import TASK_TYPES, GameFile, find_games, require_alfworld, resolve_data_root
-from vlmrl.games.alfworld.engine import Engine, EngineState, split_intro
+from vlmrl.games.alfworld.engine import EXPERTS, Engine, EngineState, split_intro
 from vlmrl.games.alfworld.render import SIZE, draw_observation
+from vlmrl.games.alfworld.thor import ThorEngine, check_thor_scene, require_thor
 from vlmrl.games.base import GameEnv
 
 MAX_STEPS = 50
 WIN_REWARD = 50.0
 INADMISSIBLE_PENALTY = -1.0
 GOAL_REWARDS = ("change", "level")
+ENGINES = ("text", "thor")
 ACTION_SPACE_SIZE = 256
 """Bound of the discrete action space; only indices below the current admissible count are admissible."""
 NOTHING_HAPPENS = "Nothing happens."
@@ -68,18 +70,21 @@ class ALFWorldEnv(GameEnv):
         task_types: Sequence[str] | None = None,
         expert: str = "handcoded",
         goal_reward: str = "change",
-        frame: Callable[[ALFWorldEnv], np.ndarray] | None = None,
+        engine: str = "text",
     ) -> None:
         super().__init__(render_mode)
         if goal_reward not in GOAL_REWARDS:
             raise UsageError(f"goal_reward must be one of {', '.join(GOAL_REWARDS)}, not {goal_reward!r}")
+        if engine not in ENGINES:
+            raise UsageError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        if expert not in EXPERTS:
+            raise UsageError(f"expert must be one of {', '.join(EXPERTS)}, not {expert!r}")
         require_alfworld()
         self.data_root = resolve_data_root(data)
         self.split = split
         self.games: tuple[GameFile, ...] = find_games(self.data_root, split, tuple(task_types or TASK_TYPES))
-        self.engine = Engine(expert)
+        self.engine = build_engine(engine, expert, self.games)
         self.goal_reward = goal_reward
-        self.frame = frame
         self.action_space = spaces.Discrete(ACTION_SPACE_SIZE)
         self._params: dict[GameFile, dict[str, Any]] = {}
         self.game: GameFile = self.games[0]
@@ -140,10 +145,15 @@ class ALFWorldEnv(GameEnv):
         }
 
     def draw(self) -> Image.Image:
-        if self.frame is not None:
-            picture = Image.fromarray(np.asarray(self.frame(self), dtype=np.uint8)).convert("RGB")
+        if isinstance(self.engine, ThorEngine):
+            picture = Image.fromarray(self.engine.frame()).convert("RGB")
             return picture.resize((SIZE, SIZE), Image.Resampling.BILINEAR)
         return draw_observation(self.task, self.observation_text, self.last_command)
+
+    def close(self) -> None:
+        if isinstance(self.engine, ThorEngine):
+            self.engine.close()
+        super().close()
 
     # ------------------------------------------------------------------ what the task reads
     @property
@@ -192,4 +202,16 @@ class ALFWorldEnv(GameEnv):
         assert self.state is not None
         if self.state.won:
             return 1.0
+        if self.state.goal_rate is not None:
+            return self.state.goal_rate
         return goal_condition_rate(self.game.task_type, self.params, self.state.facts)
+
+
+def build_engine(engine: str, expert: str, games: Sequence[GameFile]) -> Engine | ThorEngine:
+    """The text engine, or THOR once its imports and the first game's scene are checked
+    (so that a missing piece is one line before THOR's Unity player starts)."""
+    if engine == "text":
+        return Engine(expert)
+    require_thor()
+    check_thor_scene(games[0].traj_data)
+    return ThorEngine(expert)

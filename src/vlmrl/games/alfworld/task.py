@@ -178,8 +178,8 @@ def explain(command: str, holding: list[str], params: dict[str, Any]) -> str:
         if object_class(thing) == target:
             return f"The task needs {article(target)} and the {thing} is one, so I take it from the {place}."
         return f"I take the {thing} from the {place}."
-    if verb == "move":
-        thing, _, place = rest.partition(" to ")
+    if verb in ("move", "put"):  # the text engine's "move X to Y", THOR's "put X in/on Y"
+        thing, _, place = rest.partition(" to " if verb == "move" else " in/on ")
         if object_class(thing) == target and object_class(place) == parent:
             return f"I put the {thing} in the {place}, as the task asks."
         return f"I put the {thing} in the {place}."
