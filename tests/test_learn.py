@@ -85,3 +85,12 @@ def test_bench_learn_rejects_an_override_without_a_stage(capsys):
     assert main(["bench", "learn", "--env", "numberline", "lr=1e-3"]) == 2
     error = capsys.readouterr().err.strip()
     assert error == "vlmrl: error: override 'lr=1e-3' must read sft.key=value or rl.key=value"
+
+
+def test_bench_learn_can_leave_out_the_untrained_row(tiny_llava, tmp_path, capsys):
+    overrides = [f"sft.model={tiny_llava}", *(f"sft.{o}" for o in SFT), *(f"rl.{o}" for o in RL)]
+    argv = ["bench", "learn", "--env", "numberline", "--out", str(tmp_path), "--episodes", "2", "--json"]
+    assert main([*argv, "--skip-untrained", *overrides]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [stage["stage"] for stage in summary["stages"]] == ["sft", "rl"]
+    assert summary["stages"][0]["episodes"] == 2

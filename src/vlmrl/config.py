@@ -70,6 +70,9 @@ class TrainConfig:
     clip: float = knob(0.1, "PPO ratio clip")
     value_clip: float | None = knob(0.1, "value clip around the old value (null: no clipping)")
     value_coef: float = knob(0.5, "weight of the value loss")
+    value_trains_model: bool = knob(
+        True, "the value loss trains the model's parts too (the paper); false: the value head alone"
+    )
     entropy_coef: float = knob(0.0, "weight of the entropy bonus (0: off, as in the paper)")
     kl_coef: float = knob(0.0, "weight of the KL to the initial policy (0: off, as in the paper)")
     normalize_advantages: bool = knob(True, "normalise advantages over the buffer")

@@ -204,11 +204,10 @@ def check_answers(
             fields_total += 1
             fields_right += answer.get(key) == value
     n = len(demonstrations)
-    return {
-        "sft/valid_rate": valid / n,
-        "sft/field_accuracy": fields_right / fields_total if fields_total else 0.0,
-        "sft/action_agreement": same_action / n,
-    }
+    scores = {"sft/valid_rate": valid / n, "sft/action_agreement": same_action / n}
+    if fields_total:  # a game whose answer has no perception fields (Blackjack) reports none, not 0%
+        scores["sft/field_accuracy"] = fields_right / fields_total
+    return scores
 
 
 def split(demonstrations: list[Demonstration], episodes: int, fraction: float) -> tuple[list, list]:

@@ -164,7 +164,9 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
         for first in range(0, len(batches), config.grad_accum):
             group = batches[first : first + config.grad_accum]
             for index in group:
-                scores = policy.score([samples[i] for i in index.tolist()], config.cot_lambda)
+                scores = policy.score(
+                    [samples[i] for i in index.tolist()], config.cot_lambda, config.value_trains_model
+                )
                 losses = ppo_losses(
                     new_logprob=scores.logprob,
                     old_logprob=old_logprob[index].to(device),

@@ -103,6 +103,18 @@ def test_full_finetuning_gives_every_parameter_a_gradient(family, tiny_model_dir
     assert all("vision_tower.post_layernorm" in n for n in missing), missing[:5]
 
 
+def test_a_critic_on_detached_states_trains_the_value_head_alone(tiny_model_dir, game_inputs):
+    """value_trains_model=False: the value loss reaches the value head and no weight of the model."""
+    policy = load_policy(tiny_model_dir("llava"), trainable="all")
+    samples = sampled(policy.eval(), game_inputs, max_new_tokens=8)
+    for trains_model in (True, False):
+        policy.zero_grad(set_to_none=True)
+        policy.score(samples, value_trains_model=trains_model).value.sum().backward()
+        model_grads = [p.grad for p in policy.model.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+        assert all(p.grad is not None for p in policy.value_head.parameters())
+        assert bool(model_grads) == trains_model
+
+
 def test_trainable_parts_freeze_the_rest(tiny_model_dir):
     language_only = load_policy(tiny_model_dir("llava"), trainable="language")
     frozen = [n for n, p in language_only.model.named_parameters() if not p.requires_grad]

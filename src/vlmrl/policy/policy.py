@@ -220,13 +220,17 @@ class Policy(nn.Module):
         return int(is_eos.int().argmax()) + 1 if bool(is_eos.any()) else len(tokens)
 
     # ---------------------------------------------------------------- re-scoring
-    def score(self, samples: Sequence[Sample], cot_lambda: float = 1.0) -> Scores:
-        """Re-compute log-probs, values and entropies of stored samples, with gradients."""
+    def score(self, samples: Sequence[Sample], cot_lambda: float = 1.0, value_trains_model: bool = True) -> Scores:
+        """Re-compute log-probs, values and entropies of stored samples, with gradients.
+
+        With `value_trains_model` false the critic reads detached hidden states: the value loss then
+        trains the value head alone and cannot move the policy's weights."""
         inputs, response_ids, response_mask = self._rescoring_batch(samples)
         longest = response_ids.shape[1]
         with final_hidden_states(self.model) as hidden:
             out = self.model(**inputs, logits_to_keep=longest + 1, use_cache=False)
-        values = self.value_head(hidden[-1][:, 0])  # the kept positions start at the last prompt token
+        state = hidden[-1][:, 0]  # the kept positions start at the last prompt token
+        values = self.value_head(state if value_trains_model else state.detach())
         temperature = torch.tensor([s.temperature for s in samples], device=self.device).view(-1, 1, 1)
         logprobs = torch.log_softmax(self.masked_logits(out.logits[:, :-1], temperature), dim=-1)
         token_logprobs = logprobs.gather(-1, response_ids.unsqueeze(-1)).squeeze(-1) * response_mask
