@@ -72,7 +72,10 @@ def test_eval_prints_a_table_with_the_ceiling(capsys):
         (["eval", "--env", "numberline", "--agent", "genius"], "unknown agent 'genius'; known agents: expert, random"),
         (["eval", "--env", "numberline", "--episodes", "0"], "expected a positive integer"),
         (["bench", "env", "--env", "poker"], "unknown game 'poker'"),
-        (["eval", "--env", "numberline", "--split", "valid_seen"], "does not suit numberline"),
+        (
+            ["eval", "--env", "numberline", "--split", "valid_seen"],
+            "does not suit numberline: NumberLineEnv.__init__() got an unexpected keyword argument 'split'\n",
+        ),
         (["eval", "--env", "numberline", "--env-kwargs", "[1, 2]"], "--env-kwargs must be a YAML mapping"),
         (["play", "--env", "numberline", "--env-kwargs", "{split:"], "--env-kwargs '{split:' is not YAML"),
         (["fly"], "invalid choice"),

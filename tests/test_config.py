@@ -79,3 +79,10 @@ def test_every_field_has_help_text():
     import dataclasses
 
     assert all(f.metadata.get("help") for f in dataclasses.fields(TrainConfig))
+
+
+def test_the_help_texts_name_every_game():
+    from vlmrl.config import GAME_HELP
+    from vlmrl.games import game_names
+
+    assert all(name in GAME_HELP for name in game_names(optional=True))

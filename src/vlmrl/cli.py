@@ -20,9 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vlmrl import __version__
+from vlmrl.config import GAME_HELP
 from vlmrl.errors import UsageError
 
-GAME_HELP = "game: numberline, ezpoints, points24, blackjack or alfworld (an optional extra)"
 SPLIT_HELP = (
     "ALFWorld's games: train (the environment's default), valid_seen (held-out games, training rooms) "
     "or valid_unseen (held-out rooms)"

@@ -22,6 +22,11 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 """The presets shipped with the source tree (`configs/<game>.yaml`, `configs/paper/...`)."""
 
 
+GAME_HELP = "game: numberline, ezpoints, points24, blackjack or alfworld (an optional extra)"
+"""The games' names for help texts (kept here, not derived from `vlmrl.games`, so that the
+command line's start-up imports no game)."""
+
+
 def knob(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
@@ -29,7 +34,7 @@ def knob(default: Any, help: str) -> Any:
 @dataclass
 class TrainConfig:
     # --- what to train
-    env: str = knob("numberline", "game: numberline, ezpoints, points24, blackjack or alfworld (an optional extra)")
+    env: str = knob("numberline", GAME_HELP)
     model: str | None = knob(None, "local Hugging Face model folder; empty: the embedded `demo` tiny model")
     init: str | None = knob(None, "start from a `vlmrl sft` run (its model/ folder) or a model folder; replaces model")
     seed: int = knob(0, "seed of everything: deals, sampling, mini-batches")
@@ -293,7 +298,10 @@ def check_env_kwargs(env: str, key: str, kwargs: dict | None) -> None:
     try:
         make_env(env, **(kwargs or {})).close()
     except TypeError as error:
-        raise UsageError(f"{key} {kwargs!r} does not suit {env}: {error}") from None
+        # gymnasium appends where the error was raised ("... was raised from the environment creator
+        # for vlmrl/NumberLine-v0 with kwargs (...)"): the key and kwargs are named here already
+        reason = str(error).split(" was raised from the environment creator")[0]
+        raise UsageError(f"{key} {kwargs!r} does not suit {env}: {reason}") from None
 
 
 def save_config(config: Any, path: Path) -> None:

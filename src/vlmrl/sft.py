@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlmrl.config import CONFIG_DIR, check_env_kwargs, knob, read_config, save_config
+from vlmrl.config import CONFIG_DIR, GAME_HELP, check_env_kwargs, knob, read_config, save_config
 from vlmrl.errors import UsageError
 from vlmrl.games import Task, get_task, make_env
 from vlmrl.games.parsing import json_objects
@@ -41,7 +41,7 @@ BEHAVIOURS = ("expert", "random", "epsilon")
 
 @dataclass
 class SFTConfig:
-    env: str = knob("numberline", "game: numberline, ezpoints, points24, blackjack or alfworld")
+    env: str = knob("numberline", GAME_HELP)
     model: str | None = knob(None, "local Hugging Face model folder; empty: the embedded `demo` tiny model")
     behaviour: str = knob("random", "who plays the demonstrations: expert, random or epsilon")
     epsilon: float = knob(0.5, "with behaviour epsilon: probability of a random action instead of the expert's")
