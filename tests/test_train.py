@@ -103,3 +103,28 @@ def test_with_a_negligible_learning_rate_ppo_ratios_stay_at_one(tiny_llava, tmp_
     )
     (record,) = records(run_dir)
     assert abs(record["losses/approx_kl"]) < 1e-5 and record["losses/clipfrac"] == 0.0
+
+
+@pytest.mark.parametrize("lora", ["true", "false"])
+def test_the_reference_kl_is_zero_until_the_policy_moves_and_positive_after(lora, tiny_llava, tmp_path):
+    """Per-token reference log-probs line up with the re-scored ones: with LoRA the reference is the
+    model with its adapters off, with full fine-tuning a frozen copy."""
+    still = train(
+        tiny_config(
+            tiny_llava,
+            tmp_path / "still",
+            f"lora={lora}",
+            "kl_coef=0.1",
+            "total_steps=4",
+            "lr=1e-12",
+            "lr_min=0",
+            "lora_dropout=0.0",
+            "eval_every=0",
+        )
+    )
+    (record,) = records(still)
+    assert 0.0 <= record["losses/kl_ref"] < 1e-5
+    moving = train(
+        tiny_config(tiny_llava, tmp_path / "moving", f"lora={lora}", "kl_coef=0.1", "total_steps=8", "eval_every=0")
+    )
+    assert records(moving)[-1]["losses/kl_ref"] > 1e-4

@@ -79,7 +79,7 @@ class TrainConfig:
         True, "the value loss trains the model's parts too (the paper); false: the value head alone"
     )
     entropy_coef: float = knob(0.0, "weight of the entropy bonus (0: off, as in the paper)")
-    kl_coef: float = knob(0.0, "weight of the KL to the initial policy (0: off, as in the paper)")
+    kl_coef: float = knob(0.0, "weight of the per-token KL to the initial policy (0: off, as in the paper)")
     normalize_advantages: bool = knob(True, "normalise advantages over the buffer")
     lr: float = knob(1e-5, "Adam learning rate at the start of the cosine schedule")
     value_lr: float | None = knob(None, "learning rate of the value head (null: lr); same cosine schedule")

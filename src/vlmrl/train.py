@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from vlmrl.algos.advantages import gae, normalize
-from vlmrl.algos.ppo import cosine_lr, minibatch_indices, ppo_losses
+from vlmrl.algos.ppo import cosine_lr, kl_to_reference, minibatch_indices, ppo_losses
 from vlmrl.checkpoint import load_checkpoint, load_weights, resume_checkpoint, save_checkpoint
 from vlmrl.config import TrainConfig, load_config, save_config
 from vlmrl.errors import UsageError
@@ -135,14 +135,14 @@ def setup(config: TrainConfig) -> Run:
 
 
 def reference_logprobs(run: Run, samples) -> torch.Tensor | None:
-    """Log-probs of the samples under the initial policy, for the optional KL penalty."""
+    """Per-token log-probs (B, T) of the samples under the initial policy, for the optional KL penalty."""
     if run.config.kl_coef <= 0:
         return None
     with torch.no_grad():
         if run.reference is not None:
-            return run.reference.score(samples, run.config.cot_lambda).logprob.cpu()
+            return run.reference.score(samples).token_logprobs.cpu()
         with run.policy.model.disable_adapter():
-            return run.policy.score(samples, run.config.cot_lambda).logprob.cpu()
+            return run.policy.score(samples).token_logprobs.cpu()
 
 
 def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
@@ -167,6 +167,10 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
                 scores = policy.score(
                     [samples[i] for i in index.tolist()], config.cot_lambda, config.value_trains_model
                 )
+                kl_ref = None
+                if ref_logprob is not None:  # padded to the buffer's longest response, so cut to this batch's
+                    reference = ref_logprob[index, : scores.token_logprobs.shape[1]].to(device)
+                    kl_ref = kl_to_reference(scores.token_logprobs, reference)
                 losses = ppo_losses(
                     new_logprob=scores.logprob,
                     old_logprob=old_logprob[index].to(device),
@@ -179,7 +183,7 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
                     value_clip=config.value_clip,
                     value_coef=config.value_coef,
                     entropy_coef=config.entropy_coef,
-                    ref_logprob=None if ref_logprob is None else ref_logprob[index].to(device),
+                    kl_ref=kl_ref,
                     kl_coef=config.kl_coef,
                 )
                 (losses.loss / len(group)).backward()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from vlmrl.algos import cosine_lr, minibatch_indices, ppo_losses
+from vlmrl.algos import cosine_lr, kl_to_reference, minibatch_indices, ppo_losses
 
 
 def logratios(*ratios: float) -> torch.Tensor:
@@ -117,7 +117,6 @@ def test_value_clip_none_is_half_the_squared_error():
 def test_entropy_and_reference_kl_enter_the_total_with_their_signs_and_coefficients():
     entropy = torch.tensor([1.0, 2.0], requires_grad=True)
     new_logprob = torch.tensor([0.0, 0.0], requires_grad=True)
-    # k3 with d = ref - new = [ln 2, -ln 2]: (2 - ln 2 - 1 + 0.5 + ln 2 - 1) / 2 = 0.25
     out = ppo_losses(
         new_logprob,
         torch.zeros(2),
@@ -130,7 +129,7 @@ def test_entropy_and_reference_kl_enter_the_total_with_their_signs_and_coefficie
         value_clip=None,
         value_coef=0.5,
         entropy_coef=0.01,
-        ref_logprob=torch.tensor([math.log(2), -math.log(2)]),
+        kl_ref=torch.tensor(0.25, requires_grad=True),
         kl_coef=0.1,
     )
     assert_close(out.pg_loss, torch.tensor(0.0))
@@ -140,14 +139,31 @@ def test_entropy_and_reference_kl_enter_the_total_with_their_signs_and_coefficie
     assert_close(out.loss, torch.tensor(0.135))  # 0 - 0.01 * 1.5 + 0.5 * 0.25 + 0.1 * 0.25
     out.loss.backward()
     assert_close(entropy.grad, torch.tensor([-0.005, -0.005]))  # more entropy lowers the loss
-    # d/d new of 0.1 * mean(exp(d) - d - 1) = 0.1 * (1 - exp(d)) / 2 = [-0.05, 0.025]
-    assert_close(new_logprob.grad, torch.tensor([-0.05, 0.025]))
+
+
+def test_reference_kl_is_summed_token_by_token_and_pulls_each_drifted_token_back():
+    # sample 0: token 0 drifted (d = ref - new = ln 2), token 1 did not; sample 1: token 0 drifted
+    # the other way (d = -ln 2) and its response ends there (zeros past the end count nothing)
+    new = torch.tensor([[0.0, -1.0], [0.0, 0.0]], requires_grad=True)
+    ref = torch.tensor([[math.log(2), -1.0], [-math.log(2), 0.0]])
+    kl = kl_to_reference(new, ref)
+    # k3 per token: exp(d) - d - 1, i.e. 1 - ln 2 and 0.5 + ln 2 - 1; summed per response, mean over two
+    assert_close(kl, torch.tensor(0.25))
+    kl.backward()
+    # d/d new of mean(exp(d) - d - 1) = (1 - exp(d)) / 2: the drifted tokens only, each back towards ref
+    assert_close(new.grad, torch.tensor([[-0.5, 0.0], [0.25, 0.0]]))
+
+
+def test_a_sequence_level_kl_would_hide_drifts_that_cancel_but_the_token_sum_does_not():
+    new = torch.tensor([[0.0, 0.0]])
+    ref = torch.tensor([[math.log(2), -math.log(2)]])  # one token up, one down: the sums are equal
+    assert_close(kl_to_reference(new, ref), torch.tensor(0.5))  # (1 - ln 2) + (0.5 + ln 2 - 1)
 
 
 def test_reference_kl_is_zero_without_a_reference_and_required_with_a_coefficient():
     out = losses(logratios(1.2, 0.9), [1.0, 1.0])
     assert out.kl_ref.item() == 0.0
-    with pytest.raises(ValueError, match="ref_logprob"):
+    with pytest.raises(ValueError, match="kl_ref"):
         losses(logratios(1.2, 0.9), [1.0, 1.0], kl_coef=0.1)
 
 

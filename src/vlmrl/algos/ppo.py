@@ -2,7 +2,8 @@
 
 Every input is one number per sample, shape (B,): the log-probability of a whole sampled
 response (RL4VLM scores it as `lambda * CoT tokens + action tokens`, computed in `policy/`), the
-value of its prompt, and the entropy of the policy there. The names of the loss terms follow
+value of its prompt, and the entropy of the policy there. The optional KL to a reference policy
+is the exception: it is computed token by token, shape (B, T). The names of the loss terms follow
 CleanRL so that each line can be checked against the paper. Everything is computed in float32;
 the stored targets (old log-probs, advantages, old values, returns, reference log-probs) are
 detached, so gradients reach only the new log-probs, new values and entropy.
@@ -25,7 +26,7 @@ class PPOLosses:
     entropy: Tensor  # mean entropy of the policy over the batch
     approx_kl: Tensor  # ((ratio - 1) - logratio).mean(), detached: how far the policy moved this update
     clipfrac: Tensor  # fraction of samples with |ratio - 1| > clip, detached
-    kl_ref: Tensor  # mean k3 KL estimate to the reference policy; 0 when no reference is given
+    kl_ref: Tensor  # mean over samples of the summed per-token k3 KL to the reference; 0 without one
 
 
 def policy_loss(
@@ -61,15 +62,18 @@ def value_loss(new_value: Tensor, old_value: Tensor, returns: Tensor, value_clip
     return 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
 
 
-def kl_to_reference(new_logprob: Tensor, ref_logprob: Tensor) -> Tensor:
-    """Mean KL(new || ref) by the k3 estimator: `exp(ref - new) - (ref - new) - 1`.
+def kl_to_reference(token_logprob: Tensor, ref_token_logprob: Tensor) -> Tensor:
+    """KL(new || ref) of whole responses: per token the k3 estimate `exp(ref - new) - (ref - new) - 1`,
+    summed over each response, averaged over the batch. Shapes (B, T), zero past each response's end.
 
     Each term is non-negative and its mean is unbiased when samples come from the new policy
-    (here they come from the rollout policy, close to it: the usual approximation, as in TRL).
-    It has far lower variance than the plain `new - ref`, which matters with one sample per prompt.
+    (here they come from the rollout policy, close to it: the usual approximation, as in TRL and
+    verl). Token by token, every token that drifts is pulled back on its own: a sequence-level
+    estimate mixes the drift of a response's tokens into one number, so a token the advantages
+    only push at random (a number read from the image, say) gets no restoring force of its own.
     """
-    log_ref_over_new = ref_logprob.detach().float() - new_logprob.float()
-    return (log_ref_over_new.exp() - log_ref_over_new - 1).mean()
+    log_ref_over_new = ref_token_logprob.detach().float() - token_logprob.float()
+    return (log_ref_over_new.exp() - log_ref_over_new - 1).sum(-1).mean()
 
 
 def ppo_losses(
@@ -84,24 +88,22 @@ def ppo_losses(
     value_clip: float | None,
     value_coef: float,
     entropy_coef: float,
-    ref_logprob: Tensor | None = None,
+    kl_ref: Tensor | None = None,
     kl_coef: float = 0.0,
 ) -> PPOLosses:
     """All PPO loss terms for one mini-batch and their weighted total, ready for `.backward()`.
 
-    `kl_ref` is computed whenever `ref_logprob` is given (so it can be logged) and enters the
-    total with weight `kl_coef`. RL4VLM clips the value too (0.1), weighs it by 0.5, and uses
+    `kl_ref`, the KL to a reference policy from `kl_to_reference`, enters the total with weight
+    `kl_coef` (it is logged whenever given). RL4VLM clips the value too (0.1), weighs it by 0.5, and uses
     neither an entropy bonus nor a reference KL.
     """
-    if kl_coef > 0 and ref_logprob is None:
-        raise ValueError("kl_coef > 0 needs ref_logprob, the log-probs of the reference policy")
+    if kl_coef > 0 and kl_ref is None:
+        raise ValueError("kl_coef > 0 needs kl_ref, the KL to the reference policy (kl_to_reference)")
     pg_loss, approx_kl, clipfrac = policy_loss(new_logprob, old_logprob, advantages, clip)
     v_loss = value_loss(new_value, old_value, returns, value_clip)
     entropy_loss = entropy.float().mean()
-    if ref_logprob is None:
+    if kl_ref is None:
         kl_ref = new_logprob.new_zeros((), dtype=torch.float32)
-    else:
-        kl_ref = kl_to_reference(new_logprob, ref_logprob)
     loss = pg_loss - entropy_coef * entropy_loss + value_coef * v_loss + kl_coef * kl_ref
     return PPOLosses(
         loss=loss,
