@@ -117,6 +117,7 @@ def test_value_clip_none_is_half_the_squared_error():
 def test_entropy_and_reference_kl_enter_the_total_with_their_signs_and_coefficients():
     entropy = torch.tensor([1.0, 2.0], requires_grad=True)
     new_logprob = torch.tensor([0.0, 0.0], requires_grad=True)
+    kl_ref = torch.tensor(0.25, requires_grad=True)
     out = ppo_losses(
         new_logprob,
         torch.zeros(2),
@@ -129,7 +130,7 @@ def test_entropy_and_reference_kl_enter_the_total_with_their_signs_and_coefficie
         value_clip=None,
         value_coef=0.5,
         entropy_coef=0.01,
-        kl_ref=torch.tensor(0.25, requires_grad=True),
+        kl_ref=kl_ref,
         kl_coef=0.1,
     )
     assert_close(out.pg_loss, torch.tensor(0.0))
@@ -139,6 +140,7 @@ def test_entropy_and_reference_kl_enter_the_total_with_their_signs_and_coefficie
     assert_close(out.loss, torch.tensor(0.135))  # 0 - 0.01 * 1.5 + 0.5 * 0.25 + 0.1 * 0.25
     out.loss.backward()
     assert_close(entropy.grad, torch.tensor([-0.005, -0.005]))  # more entropy lowers the loss
+    assert_close(kl_ref.grad, torch.tensor(0.1))  # more KL raises the loss by kl_coef
 
 
 def test_reference_kl_is_summed_token_by_token_and_pulls_each_drifted_token_back():
