@@ -53,7 +53,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from vlmrl.errors import UsageError
+from vlmrl.errors import Notice, UsageError
 
 FORMAT = "vlmrl-checkpoint"
 VERSION = 1
@@ -70,7 +70,7 @@ _MARKERS = frozenset({_TENSOR, _TUPLE, _DICT, _ARRAY})
 Generator = torch.Generator | np.random.Generator | np.random.RandomState | random.Random
 
 
-class CheckpointWarning(UserWarning):
+class CheckpointWarning(Notice):
     """A checkpoint was skipped (corrupt or unreadable); the message is one line the CLI can print."""
 
 

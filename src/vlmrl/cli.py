@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from vlmrl import __version__
 from vlmrl.config import GAME_HELP
-from vlmrl.errors import UsageError
+from vlmrl.errors import Notice, UsageError
 
 SPLIT_HELP = (
     "ALFWorld's games: train (the environment's default), valid_seen (held-out games, training rooms) "
@@ -460,7 +461,24 @@ def learn_table(summary: dict) -> Table:
     return table
 
 
+def show_notice(message, category, filename, lineno, file=None, line=None) -> None:
+    """Notices are one line on stderr; any other warning shows as Python shows it."""
+    if issubclass(category, Notice):
+        print(f"vlmrl: note: {message}", file=sys.stderr, flush=True)
+    else:
+        warnings._showwarnmsg_impl(warnings.WarningMessage(message, category, filename, lineno, file, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = show_notice
+        warnings.simplefilter("always", Notice)
+        # peft still calls transformers' deprecated name at every model load: noise for a user
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return run_command(argv)
+
+
+def run_command(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "eval":

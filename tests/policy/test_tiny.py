@@ -64,7 +64,7 @@ def loaded(built):
     return {
         family: (
             AutoModelForImageTextToText.from_pretrained(path, local_files_only=True).eval(),
-            load_processor(path, local_files_only=True),
+            load_processor(path),
         )
         for family, path in built.items()
     }

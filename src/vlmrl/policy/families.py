@@ -39,6 +39,10 @@ QWEN_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
 )
+LOADING: dict = {"local_files_only": True, "trust_remote_code": False}
+"""Keyword arguments of every `from_pretrained` on a model folder: nothing fetched, no code of the folder run
+(never a prompt asking whether it may: `trust_remote_code=None` would ask on a terminal)."""
+
 QWEN_PLACEHOLDERS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
 
 # Chat templates: one user turn of images then text, the families' real formats (the
@@ -151,12 +155,17 @@ def get_family(name: str) -> Family:
     return FAMILIES[name]
 
 
+def family_for_model_type(model_type: object) -> str | None:
+    """The family covering a config's `model_type`, or None."""
+    return next((family.name for family in FAMILIES.values() if model_type in family.model_types), None)
+
+
 def family_of(config) -> str:
     """The family of a loaded model config, from its `model_type`."""
     model_type = getattr(config, "model_type", None)
-    for family in FAMILIES.values():
-        if model_type in family.model_types:
-            return family.name
+    family = family_for_model_type(model_type)
+    if family is not None:
+        return family
     supported = ", ".join(f"{f.name} ({'/'.join(f.model_types)})" for f in FAMILIES.values())
     raise ValueError(f"unsupported model type {model_type!r}; supported families: {supported}")
 
@@ -184,18 +193,16 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
 IMAGE_ONLY_PROCESSORS = {"qwen2-vl": ImageOnlyQwen2VLProcessor, "qwen2.5-vl": ImageOnlyQwen2_5_VLProcessor}
 
 
-def load_processor(path: str | Path, **kwargs):
+def load_processor(path: str | Path):
     """The processor of a model folder (tiny or real), through `AutoProcessor` where it can be
     built; for Qwen families on a machine without torchvision, the image-only processor.
-    A folder that ships no chat template gets the family's.
-
-    `kwargs` go to `from_pretrained` (e.g. ``local_files_only=True``).
+    A folder that ships no chat template gets the family's. Local files only, no code from the folder.
     """
-    family = family_of(AutoConfig.from_pretrained(path, **kwargs))
+    family = family_of(AutoConfig.from_pretrained(path, **LOADING))
     if family in IMAGE_ONLY_PROCESSORS and not is_torchvision_available():
-        processor = IMAGE_ONLY_PROCESSORS[family].from_pretrained(path, **kwargs)
+        processor = IMAGE_ONLY_PROCESSORS[family].from_pretrained(path, **LOADING)
     else:
-        processor = AutoProcessor.from_pretrained(path, **kwargs)
+        processor = AutoProcessor.from_pretrained(path, **LOADING)
     if not getattr(processor, "chat_template", None):
         processor.chat_template = FAMILIES[family].chat_template
     return processor

@@ -58,7 +58,7 @@ from transformers import AutoModelForImageTextToText
 from vlmrl.games import get_task, make_env
 from vlmrl.games.blackjack import HIT
 from vlmrl.games.cards import RANKS, SUITS, Card
-from vlmrl.policy.families import family_of, load_processor
+from vlmrl.policy.families import LOADING, family_of, load_processor
 from vlmrl.policy.parts import part_of
 from vlmrl.policy.tiny import MARKER, quiet_progress_bars
 
@@ -255,8 +255,10 @@ def pretrain_vision_tower(
     if not games or min(steps, batch_size, heldout_examples) < 1 or lr <= 0:
         raise ValueError("pretrain_vision_tower needs a game, steps, batch_size and heldout_examples >= 1, lr > 0")
     with quiet_progress_bars():
-        model = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-    processor = load_processor(folder, local_files_only=True)
+        model = AutoModelForImageTextToText.from_pretrained(
+            folder, **LOADING, use_safetensors=True, dtype=torch.float32
+        )
+    processor = load_processor(folder)
     features = TowerFeatures(model, processor)
     trained = vision_parameters(model)
     for name, parameter in model.named_parameters():
