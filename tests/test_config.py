@@ -86,3 +86,85 @@ def test_the_help_texts_name_every_game():
     from vlmrl.games import game_names
 
     assert all(name in GAME_HELP for name in game_names(optional=True))
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["lr=inf"], "lr in the command line must be a finite number, not inf"),
+        (["lr=nan"], "lr in the command line must be a finite number, not nan"),
+        (["gamma=.nan"], "gamma in the command line must be a finite number, not nan"),
+        (["temperature=inf"], "temperature in the command line must be a finite number, not inf"),
+        (["temperature=1e-300"], "temperature must be 0 (greedy) or at least 0.01, not 1e-300"),
+        (["eval_temperature=0.001"], "eval_temperature must be 0 (greedy) or at least 0.01, not 0.001"),
+        (["seed=-1"], "seed must be between 0 and 1073741823 (2^30 - 1; seeds from 2^30 up deal the held-out"),
+        (["seed=1073741824"], "seed must be between 0 and 1073741823"),
+        ([f"seed={10**23}"], "seed in the command line is out of range (1e+23); a 64-bit integer is expected"),
+        ([f"total_steps={10**100}"], "total_steps in the command line is out of range (1e+100)"),
+        ([f"total_steps={10**13}"], "total_steps must be between 1 and 1e+12, not 10000000000000"),
+        (["out=runs/{foo}"], "out 'runs/{foo}' is not a run folder pattern ({foo} is not a field): {env} and {seed}"),
+        (["out=runs/{"], "out 'runs/{' is not a run folder pattern (Single '{' encountered in format string)"),
+        (["out=runs/{0}"], "out 'runs/{0}' is not a run folder pattern (Replacement index 0 out of range"),
+        (["device=cuda:abc"], "device must be auto, cpu, cuda or cuda:N (N a GPU number), not 'cuda:abc'"),
+        (["device=tpu"], "device must be auto, cpu, cuda or cuda:N"),
+        (["value_clip=-1"], "value_clip must be positive, not -1.0"),
+        (
+            ["invalid_action=skip"],
+            "invalid_action must be random or penalty (or null: the game's own rule), not 'skip'",
+        ),
+    ],
+)
+def test_values_must_be_finite_and_in_range_before_any_work(overrides, message):
+    with pytest.raises(UsageError) as error:
+        load_config(env="numberline", overrides=overrides)
+    assert message in str(error.value) and len(str(error.value).splitlines()) == 1
+
+
+def test_a_literal_brace_in_out_is_written_doubled():
+    assert load_config(env="numberline", overrides=["out=runs/{{x}}-{seed}"]).run_dir() == Path("runs/{x}-0")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_on_a_machine_without_it_is_one_line(device):
+    import torch
+
+    with pytest.raises(UsageError) as error:
+        load_config(env="numberline", overrides=[f"device={device}"])
+    why = f"this torch ({torch.__version__}) is a CPU build" if torch.version.cuda is None else "no GPU is visible"
+    assert str(error.value) == f"device '{device}' is not available: {why}; use device=cpu (or auto)"
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["lr=inf"], "lr in the command line must be a finite number, not inf"),
+        (["seed=-1"], "seed must be between 0 and 1073741823"),
+        (["seed=1073741800", "episodes=100"], "seed + episodes must not exceed 1073741824 (2^30): demonstrations"),
+        (["out=sft/{foo}"], "out 'sft/{foo}' is not a run folder pattern"),
+        (["device=cuda:x"], "device must be auto, cpu, cuda or cuda:N"),
+        (["lora_rank=0"], "lora_rank must be at least 1, not 0"),
+        (["max_grad_norm=0"], "max_grad_norm must be positive, not 0.0"),
+        (["behaviour=human"], "behaviour must be one of expert, random, epsilon, not 'human'"),
+        (["trainable=head"], "trainable must be one of language, language+projector, all, not 'head'"),
+    ],
+)
+def test_sft_values_are_checked_by_the_same_rules(overrides, message):
+    from vlmrl.sft import load_sft_config
+
+    with pytest.raises(UsageError) as error:
+        load_sft_config(env="numberline", overrides=overrides)
+    assert message in str(error.value) and len(str(error.value).splitlines()) == 1
+
+
+def test_a_binary_or_non_utf8_config_is_one_line(tmp_path: Path):
+    binary = tmp_path / "model.safetensors"
+    binary.write_bytes(bytes(range(256)) * 4)
+    latin = tmp_path / "config.yaml"
+    latin.write_bytes("env: numberline\n# réglages\n".encode("latin-1"))
+    nul = tmp_path / "nul.yaml"
+    nul.write_bytes(b"env: numberline\x00\x01\n")
+    for path, message in ((binary, "is not text (YAML is UTF-8)"), (latin, "is not text"), (nul, "is not valid YAML")):
+        with pytest.raises(UsageError) as error:
+            load_config(path)
+        assert message in str(error.value) and len(str(error.value).splitlines()) == 1

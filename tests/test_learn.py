@@ -10,11 +10,10 @@ from PIL import Image
 
 from vlmrl.checkpoint import load_weights
 from vlmrl.cli import main
-from vlmrl.games import get_task, make_env
+from vlmrl.games import EVAL_SEED_BASE, get_task, make_env
 from vlmrl.learn import learn
 from vlmrl.policy import load_policy
 from vlmrl.policy.saving import trainable_tensors
-from vlmrl.rollout import EVAL_SEED_BASE
 from vlmrl.train import trained_policy
 
 SFT = ["episodes=4", "epochs=1", "batch_size=4", "eval_examples=2", "max_new_tokens=8", "tensorboard=false"]

@@ -57,6 +57,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    """A deal's seed: a non-negative 64-bit integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed (an integer from 0), got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed must be between 0 and 2^63 - 1, not {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="vlmrl", description="Fine-tune vision-language models as decision-making agents with RL."
@@ -83,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="expert (the optimal oracle), random, a comma-separated list, or all (default: expert)",
     )
     ev.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default: 100)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the first episode (default: 0)")
+    ev.add_argument("--seed", type=seed_int, default=0, help="seed of the first episode (default: 0)")
     ev.add_argument(
         "--invalid-action",
         choices=("random", "penalty"),
@@ -102,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     play.add_argument("--env", required=True, help=GAME_HELP)
     play.add_argument("--agent", default="expert", help="expert or random (default: expert)")
-    play.add_argument("--seed", type=int, default=0, help="seed of the episode's deal (default: 0)")
+    play.add_argument("--seed", type=seed_int, default=0, help="seed of the episode's deal (default: 0)")
     play.add_argument("--out", default="episode.gif", help="where to write the GIF (default: episode.gif)")
     play.add_argument("--split", help=SPLIT_HELP)
     play.add_argument("--env-kwargs", metavar="YAML", help=ENV_KWARGS_HELP)
@@ -145,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--family", required=True, help="llava, llava-next, qwen2-vl or qwen2.5-vl")
     init.add_argument("--size", default="test", help="test (~1M parameters, for tests) or demo (~5M, the CPU demo)")
     init.add_argument("--out", required=True, help="folder to write (replaced only if empty or a previous tiny build)")
-    init.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
+    init.add_argument("--seed", type=seed_int, default=0, help="seed of the random weights (default: 0)")
     init.add_argument(
         "--pretrain-vision",
         type=int,

@@ -8,6 +8,7 @@ Anything wrong (an unknown key, a value of the wrong type, an impossible value) 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from vlmrl.errors import UsageError
+from vlmrl.seeds import EVAL_SEED_BASE
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 """The presets shipped with the source tree (`configs/<game>.yaml`, `configs/paper/...`)."""
@@ -37,9 +39,9 @@ class TrainConfig:
     env: str = knob("numberline", GAME_HELP)
     model: str | None = knob(None, "local Hugging Face model folder; empty: the embedded `demo` tiny model")
     init: str | None = knob(None, "start from a `vlmrl sft` run (its model/ folder) or a model folder; replaces model")
-    seed: int = knob(0, "seed of everything: deals, sampling, mini-batches")
+    seed: int = knob(0, "seed of everything: deals, sampling, mini-batches (0 to 2^30 - 1)")
     out: str = knob("runs/{env}", "run directory; {env} and {seed} are filled in")
-    device: str = knob("auto", "auto (cuda if available), cpu or cuda")
+    device: str = knob("auto", "auto (cuda if available), cpu, cuda or cuda:N")
     # --- the policy
     lora: bool = knob(True, "train LoRA adapters (true) or fine-tune the trained parts fully (false)")
     lora_rank: int = knob(128, "LoRA rank r")
@@ -49,7 +51,7 @@ class TrainConfig:
     gradient_checkpointing: bool = knob(False, "recompute activations in the backward pass to save memory")
     cot: bool = knob(True, "ask for a chain of thought before the action (false: the action alone)")
     cot_lambda: float = knob(0.5, "scale of the chain-of-thought log-prob in the PPO log-prob, in [0, 1]")
-    temperature: float = knob(0.2, "sampling temperature (0: greedy)")
+    temperature: float = knob(0.2, "sampling temperature (0: greedy; else at least 0.01)")
     top_p: float = knob(1.0, "nucleus sampling threshold")
     max_new_tokens: int = knob(256, "longest answer, in tokens")
     invalid_action: str | None = knob(
@@ -144,8 +146,12 @@ def coerce(kind: type, key: str, value: Any, source: str) -> Any:
         raise UsageError(f"{key} in {source} cannot be null; expected {allowed[0].__name__}")
     for kind in allowed:
         if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):
+                raise UsageError(f"{key} in {source} must be a finite number, not {value!r}")
             return float(value)
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            if not -(2**63) <= value < 2**63:
+                raise UsageError(f"{key} in {source} is out of range ({value:.3g}); a 64-bit integer is expected")
             return value
         if kind is bool and isinstance(value, bool):
             return value
@@ -182,9 +188,11 @@ def _looks_numeric(text: str) -> bool:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise UsageError(f"cannot read config {str(path)!r}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"config {str(path)!r} is not text (YAML is UTF-8); is it the right file?") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -227,51 +235,134 @@ def load_config(path: str | Path | None = None, env: str | None = None, override
     return config
 
 
-def validate(config: TrainConfig) -> None:
-    """Impossible values, each a one-line error naming the key."""
-    from vlmrl.games import get_task
+MIN_TEMPERATURE = 0.01
+"""Below this (but above 0, greedy) logits / temperature overflow: sampling would fail mid-run."""
+MAX_TOTAL_STEPS = 10**12
+"""A trillion environment steps: years of training at any speed vlmrl reaches."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a field's value must be, as `ok(value)` and the words completing "KEY must be ..."."""
+
+    ok: typing.Callable[[Any], bool]
+    text: str
+
+
+def _temperature(value: float) -> bool:
+    return value == 0 or value >= MIN_TEMPERATURE
+
+
+AT_LEAST_1 = Rule(lambda value: value >= 1, "at least 1")
+POSITIVE = Rule(lambda value: value > 0, "positive")
+NOT_NEGATIVE = Rule(lambda value: value >= 0, "not negative")
+UNIT = Rule(lambda value: 0.0 <= value <= 1.0, "between 0 and 1")
+TEMPERATURE = Rule(_temperature, f"0 (greedy) or at least {MIN_TEMPERATURE}")
+RULES: dict[str, Rule] = {
+    "seed": Rule(
+        lambda value: 0 <= value < EVAL_SEED_BASE,
+        f"between 0 and {EVAL_SEED_BASE - 1} (2^30 - 1; seeds from 2^30 up deal the held-out episodes)",
+    ),
+    **dict.fromkeys(("gamma", "gae_lambda", "cot_lambda", "epsilon"), UNIT),
+    "top_p": Rule(lambda value: 0.0 < value <= 1.0, "in (0, 1]"),
+    "lora_dropout": Rule(lambda value: 0.0 <= value < 1.0, "in [0, 1)"),
+    "heldout_fraction": Rule(lambda value: 0.0 <= value < 1.0, "in [0, 1)"),
+    **dict.fromkeys(
+        (
+            "lora_rank",
+            "lora_alpha",
+            "num_envs",
+            "max_new_tokens",
+            "ppo_epochs",
+            "minibatch_size",
+            "grad_accum",
+            "success_window",
+            "eval_episodes",
+            "eval_examples",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "episodes",
+            "epochs",
+            "batch_size",
+        ),
+        AT_LEAST_1,
+    ),
+    "total_steps": Rule(lambda value: 1 <= value <= MAX_TOTAL_STEPS, f"between 1 and {MAX_TOTAL_STEPS:.0e}"),
+    **dict.fromkeys(("clip", "lr", "max_grad_norm", "adam_eps", "value_clip", "value_lr"), POSITIVE),
+    **dict.fromkeys(
+        ("value_coef", "entropy_coef", "kl_coef", "lr_min", "eval_every", "weight_decay"),
+        NOT_NEGATIVE,
+    ),
+    **dict.fromkeys(("temperature", "eval_temperature"), TEMPERATURE),
+}
+"""Every range check, by field name: a config of any kind is checked on the fields it has."""
+
+
+def check_fields(config: Any) -> None:
+    """Each field of `config` that has a rule (null means "not set" and passes), its choices, then
+    the run folder pattern and the device: one line naming the first key that is wrong."""
     from vlmrl.policy.parts import TRAINABLE_CHOICES
 
+    for item in dataclasses.fields(config):
+        value, rule = getattr(config, item.name), RULES.get(item.name)
+        if rule is not None and value is not None and not rule.ok(value):
+            raise UsageError(f"{item.name} must be {rule.text}, not {value!r}")
+    if config.trainable not in TRAINABLE_CHOICES:
+        raise UsageError(f"trainable must be one of {', '.join(TRAINABLE_CHOICES)}, not {config.trainable!r}")
+    check_out(config.out)
+    check_device(config.device)
+
+
+def check_out(pattern: str) -> None:
+    """`out` is a path pattern with {env} and {seed}; anything else in braces is one line, not a KeyError."""
+    try:
+        pattern.format(env="env", seed=0)
+    except KeyError as error:
+        reason = f"{{{error.args[0]}}} is not a field"
+    except (ValueError, IndexError, AttributeError) as error:
+        reason = str(error)
+    else:
+        return
+    raise UsageError(
+        f"out {pattern!r} is not a run folder pattern ({reason}): {{env}} and {{seed}} are filled in, "
+        "and {{ or }} writes a brace"
+    )
+
+
+def check_device(device: str) -> None:
+    """auto, cpu, cuda or cuda:N, and CUDA only where this torch and machine have it."""
+    if device in ("auto", "cpu"):
+        return
+    import torch
+
+    index = device.partition(":")[2]
+    if not (device == "cuda" or (device.startswith("cuda:") and index.isdigit())):
+        raise UsageError(f"device must be auto, cpu, cuda or cuda:N (N a GPU number), not {device!r}")
+    if not torch.cuda.is_available():
+        why = f"this torch ({torch.__version__}) is a CPU build" if torch.version.cuda is None else "no GPU is visible"
+        raise UsageError(f"device {device!r} is not available: {why}; use device=cpu (or auto)")
+    if index and int(index) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise UsageError(
+            f"device {device!r} does not exist: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}"
+        )
+
+
+def validate(config: TrainConfig) -> None:
+    """Impossible values, each a one-line error naming the key, before any work starts."""
+    from vlmrl.games import get_task
+
     get_task(config.env)
+    check_fields(config)
 
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise UsageError(message)
 
-    need(config.trainable in TRAINABLE_CHOICES, f"trainable must be one of {', '.join(TRAINABLE_CHOICES)}")
     need(
         config.invalid_action in (None, "random", "penalty"),
-        "invalid_action must be random or penalty (or null: the game's own rule)",
+        f"invalid_action must be random or penalty (or null: the game's own rule), not {config.invalid_action!r}",
     )
-    need(
-        config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:"),
-        "device must be auto, cpu or cuda",
-    )
-    for key in ("gamma", "gae_lambda", "cot_lambda"):
-        need(0.0 <= getattr(config, key) <= 1.0, f"{key} must be between 0 and 1, not {getattr(config, key)}")
-    need(0.0 < config.top_p <= 1.0, f"top_p must be in (0, 1], not {config.top_p}")
-    need(0.0 <= config.lora_dropout < 1.0, f"lora_dropout must be in [0, 1), not {config.lora_dropout}")
-    for key in (
-        "lora_rank",
-        "lora_alpha",
-        "num_envs",
-        "max_new_tokens",
-        "ppo_epochs",
-        "minibatch_size",
-        "grad_accum",
-        "success_window",
-        "eval_episodes",
-        "checkpoint_every",
-        "keep_checkpoints",
-    ):
-        need(getattr(config, key) >= 1, f"{key} must be at least 1, not {getattr(config, key)}")
-    for key in ("clip", "lr", "max_grad_norm", "adam_eps"):
-        need(getattr(config, key) > 0, f"{key} must be positive, not {getattr(config, key)}")
-    for key in ("temperature", "value_coef", "entropy_coef", "kl_coef", "lr_min", "eval_every"):
-        need(getattr(config, key) >= 0, f"{key} must not be negative, not {getattr(config, key)}")
-    need(config.value_clip is None or config.value_clip > 0, "value_clip must be positive or null")
-    need(config.eval_temperature is None or config.eval_temperature >= 0, "eval_temperature must not be negative")
-    need(config.value_lr is None or config.value_lr > 0, "value_lr must be positive (or null: the same as lr)")
     need(config.lr_min <= config.lr, f"lr_min ({config.lr_min}) must not exceed lr ({config.lr})")
     need(
         config.steps_per_update >= config.num_envs,

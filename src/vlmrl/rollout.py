@@ -21,12 +21,9 @@ import numpy as np
 import torch
 
 from vlmrl.evaluate import Episode
-from vlmrl.games import Task, TextActionWrapper, make_text_env
+from vlmrl.games import EVAL_SEED_BASE, Task, TextActionWrapper, make_text_env
 from vlmrl.games.parsing import format_answer
 from vlmrl.policy.policy import Policy, Sample
-
-EVAL_SEED_BASE = 1 << 30
-"""Training episodes draw seeds below this, evaluations from it upwards: never the same deal."""
 
 
 @dataclass

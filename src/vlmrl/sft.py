@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlmrl.config import CONFIG_DIR, GAME_HELP, check_env_kwargs, knob, read_config, save_config
+from vlmrl.config import CONFIG_DIR, GAME_HELP, check_env_kwargs, check_fields, knob, read_config, save_config
 from vlmrl.errors import UsageError
-from vlmrl.games import Task, get_task, make_env
+from vlmrl.games import EVAL_SEED_BASE, Task, get_task, make_env
 from vlmrl.games.parsing import json_objects
 from vlmrl.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.policy import LoraSettings, Policy, Sample, export_merged, load_policy
@@ -50,9 +50,11 @@ class SFTConfig:
         None, "keyword arguments of the game's environment (null: its defaults), e.g. {split: train}"
     )
     heldout_fraction: float = knob(0.1, "fraction of episodes kept out of training, for validity and accuracy")
-    seed: int = knob(0, "seed of the demonstrations, the initial weights' sampling and the batch order")
+    seed: int = knob(
+        0, "seed of the demonstrations (seeds seed..seed+episodes-1, below 2^30), the sampling and the batch order"
+    )
     out: str = knob("runs/{env}-sft", "run directory; {env} and {seed} are filled in")
-    device: str = knob("auto", "auto, cpu or cuda")
+    device: str = knob("auto", "auto (cuda if available), cpu, cuda or cuda:N")
     cot: bool = knob(True, "answers with a chain of thought (false: the action alone)")
     lora: bool = knob(False, "train LoRA adapters (merged into the saved model) instead of the parts themselves")
     lora_rank: int = knob(64, "LoRA rank r")
@@ -89,18 +91,14 @@ class Demonstration:
 def load_sft_config(path: str | None = None, env: str | None = None, overrides: list[str] = ()) -> SFTConfig:
     config = read_config(SFTConfig, path, env, list(overrides), CONFIG_DIR / "sft")
     get_task(config.env)
-    checks = [
-        (config.behaviour in BEHAVIOURS, f"behaviour must be one of {', '.join(BEHAVIOURS)}"),
-        (0.0 <= config.epsilon <= 1.0, f"epsilon must be between 0 and 1, not {config.epsilon}"),
-        (0.0 <= config.heldout_fraction < 1.0, f"heldout_fraction must be in [0, 1), not {config.heldout_fraction}"),
-        (config.episodes >= 1, f"episodes must be at least 1, not {config.episodes}"),
-        (config.epochs >= 1 and config.batch_size >= 1, "epochs and batch_size must be at least 1"),
-        (config.lr > 0, f"lr must be positive, not {config.lr}"),
-        (config.max_new_tokens >= 1 and config.eval_examples >= 1, "max_new_tokens, eval_examples must be >= 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
+    check_fields(config)
+    if config.behaviour not in BEHAVIOURS:
+        raise UsageError(f"behaviour must be one of {', '.join(BEHAVIOURS)}, not {config.behaviour!r}")
+    if config.seed + config.episodes > EVAL_SEED_BASE:
+        raise UsageError(
+            f"seed + episodes must not exceed {EVAL_SEED_BASE} (2^30): demonstrations are dealt from seeds "
+            f"{config.seed}..{config.seed + config.episodes - 1}, and from 2^30 up are the held-out deals"
+        )
     check_env_kwargs(config.env, "env_kwargs", config.env_kwargs)
     return config
 

@@ -34,11 +34,11 @@ from vlmrl.checkpoint import load_checkpoint, load_weights, resume_checkpoint, s
 from vlmrl.config import TrainConfig, load_config, save_config
 from vlmrl.errors import UsageError
 from vlmrl.evaluate import EvalResult, evaluate_policy
-from vlmrl.games import get_task
+from vlmrl.games import EVAL_SEED_BASE, get_task
 from vlmrl.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
-from vlmrl.rollout import EVAL_SEED_BASE, EpisodeWindow, Rollouts
+from vlmrl.rollout import EpisodeWindow, Rollouts
 
 PAPER_RESULTS = {"numberline": 0.894, "ezpoints": 0.50, "points24": 0.023, "blackjack": 0.402, "alfworld": 0.217}
 """RL4VLM's success rates (LLaVA-7B, SFT + PPO), drawn on the curve for reference."""

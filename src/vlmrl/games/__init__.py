@@ -21,6 +21,7 @@ from vlmrl.games.numberline import NumberLineTask
 from vlmrl.games.parsing import Parsed
 from vlmrl.games.points24 import Points24Task
 from vlmrl.games.text_env import TextActionWrapper
+from vlmrl.seeds import EVAL_SEED_BASE
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (NumberLineTask, EZPointsTask, Points24Task, BlackjackTask)}
 OPTIONAL_TASKS: dict[str, type[Task]] = {ALFWorldTask.name: ALFWorldTask}
@@ -70,6 +71,7 @@ def make_text_env(
 
 
 __all__ = [
+    "EVAL_SEED_BASE",
     "OPTIONAL_TASKS",
     "TASKS",
     "GameEnv",

@@ -55,7 +55,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForImageTextToText
 
-from vlmrl.games import get_task, make_env
+from vlmrl.games import EVAL_SEED_BASE, get_task, make_env
 from vlmrl.games.blackjack import HIT
 from vlmrl.games.cards import RANKS, SUITS, Card
 from vlmrl.policy.families import LOADING, family_of, load_processor
@@ -65,7 +65,7 @@ from vlmrl.policy.tiny import MARKER, quiet_progress_bars
 GAMES = ("numberline", "ezpoints", "points24", "blackjack")
 RECORD = "vlmrl_vision.json"
 """Where the pretraining is recorded in a folder that is not a tiny build (has no `MARKER`)."""
-HELDOUT_SEEDS = 2**30
+HELDOUT_SEEDS = EVAL_SEED_BASE
 """Held-out deals use seeds from here up; training deals stay below."""
 MAX_PLAYER_CARDS = 5
 """The card-count head's last class: five or more cards."""
