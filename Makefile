@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/vlmrl bench learn --env numberline --out $(DEMO_DIR)
+	$(BIN)/vlmrl bench learn --env numberline --out $(DEMO_DIR) --overwrite
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -190,7 +190,8 @@ def test_layout_and_manifest(tmp_path: Path) -> None:
     assert names == {"model.safetensors", "optimizer.json", "optimizer.safetensors", "scheduler.json", "rng.json",
                      "rng.safetensors", "state.json"}  # fmt: skip
     doc = json.loads((path / "state.json").read_text())
-    assert doc["format"] == "vlmrl-checkpoint" and doc["version"] == 1 and doc["step"] == 7
+    assert doc["format"] == "vlmrl-checkpoint" and doc["version"] == 2 and doc["step"] == 7
+    assert doc["digest"] == ckpt._digest(doc) and len(doc["digest"]) == 64
     assert doc["weights"] == ["model"] and set(doc["files"]) == names - {"state.json"}
     assert doc["files"]["model.safetensors"]["bytes"] == (path / "model.safetensors").stat().st_size
 
@@ -298,6 +299,11 @@ DAMAGE = {
     "deleted rng file": ("rng.safetensors", Path.unlink, "rng.safetensors is missing"),
     "flipped weight byte": ("model.safetensors", flip_a_byte, "model.safetensors does not match the sha256"),
     "missing state.json": ("state.json", Path.unlink, "state.json is missing"),
+    "edited state.json": (
+        "state.json",
+        lambda p: p.write_text(p.read_text().replace('"update": 40', '"update": 41')),
+        "state.json does not match its digest: it was edited or damaged after it was written",
+    ),
 }
 
 
@@ -322,6 +328,68 @@ def test_corrupt_checkpoint_is_skipped_and_explained(tmp_path: Path, damage) -> 
     assert "\n" not in message and reason in message
     assert message.startswith(f"checkpoint {bad} is corrupt (") and f"resume from {good}" in message
     restore(Run(1), good)
+
+
+def test_a_checkpoint_copied_or_renamed_to_another_step_is_skipped(tmp_path: Path) -> None:
+    import shutil
+
+    run = Run(0)
+    save(run, tmp_path, 11)
+    shutil.copytree(tmp_path / "checkpoints" / "step-11", tmp_path / "checkpoints" / "step-13")
+    skipped: list[str] = []
+    assert latest_checkpoint(tmp_path, on_skip=skipped.append).name == "step-11"
+    (line,) = skipped
+    assert "step-13 is misnamed (its state.json is of step 11: it was copied or renamed" in line
+    assert "resuming from step-11" in line
+
+
+def test_a_state_the_trainer_rejects_counts_as_corrupt(tmp_path: Path) -> None:
+    run = Run(0)
+    good, bad = save(run, tmp_path, 1, update=1), save(run, tmp_path, 2, update=7)
+
+    def check(step: int, state: dict) -> None:
+        if state["update"] != step:
+            raise ValueError(f"update is {state['update']}, the checkpoint's step {step}")
+
+    skipped: list[str] = []
+    assert latest_checkpoint(tmp_path, on_skip=skipped.append, check=check) == good
+    assert skipped == [
+        f"checkpoint {bad} holds an invalid state (state.json: update is 7, the checkpoint's step 2); "
+        "resuming from step-1, the newest intact one"
+    ]
+    assert resume_checkpoint(tmp_path, on_skip=skipped.append, check=check) == good
+
+
+def test_an_older_format_without_a_digest_is_named_as_such(tmp_path: Path) -> None:
+    path = save(Run(0), tmp_path, 1)
+    doc = json.loads((path / "state.json").read_text())
+    del doc["digest"]
+    (path / "state.json").write_text(json.dumps({**doc, "version": 1}))
+    with pytest.raises(UsageError, match=r"step-1 is from an older vlmrl \(format version 1 has no digest"):
+        load_checkpoint(path)
+
+
+def test_a_disk_filling_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    """safetensors reports a full disk as its own SafetensorError; the save says OSError ENOSPC, as a
+    file write does, leaves no partial folder, and the earlier checkpoint stays the newest intact one."""
+    import errno
+
+    from safetensors import SafetensorError
+
+    run = Run(0)
+    first = save(run, tmp_path, 1)
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(OSError) as error:
+        save(run, tmp_path, 2)
+    assert error.value.errno == errno.ENOSPC and error.value.strerror == "No space left on device"
+    assert error.value.filename.endswith("model.safetensors")
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-1"]
+    monkeypatch.undo()
+    assert resume_checkpoint(tmp_path) == first
 
 
 def test_size_only_check_misses_a_flipped_byte_but_loading_catches_it(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vlmrl.config import CONFIG_DIR, TrainConfig, load_config
 from vlmrl.errors import UsageError
@@ -168,3 +170,18 @@ def test_a_binary_or_non_utf8_config_is_one_line(tmp_path: Path):
         with pytest.raises(UsageError) as error:
             load_config(path)
         assert message in str(error.value) and len(str(error.value).splitlines()) == 1
+
+
+FUZZED_KEYS = ["lr", "temperature", "seed", "total_steps", "out", "device", "gamma", "num_envs", "value_clip", "model"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.sampled_from(FUZZED_KEYS), text=st.text(max_size=40))
+def test_any_override_text_is_a_config_or_one_line(key, text):
+    """Whatever follows `key=` on a command line: a valid config, or one UsageError line, never a traceback."""
+    try:
+        config = load_config(env="numberline", overrides=[f"{key}={text}"])
+    except UsageError as error:
+        assert len(str(error).splitlines()) == 1
+    else:
+        config.run_dir()

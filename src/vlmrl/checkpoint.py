@@ -12,15 +12,18 @@ On disk, inside the run directory::
             rng.json                python `random`, numpy global, named numpy / python generators
             rng.safetensors         torch CPU RNG, CUDA RNGs (when CUDA is in use), named torch.Generator states
             state.json              written LAST: format, version, step, the weight stems, a manifest
-                                    {file: {bytes, sha256}} of every other file, and the trainer's own `state`
+                                    {file: {bytes, sha256}} of every other file, the trainer's own `state`,
+                                    and `digest`, the sha256 of all of that (so state.json is checked too)
         step-50/ ...
         .tmp-step-60-1a2b3c4d/      a save in progress, or one a crash interrupted: ignored, removed by the next save
 
 A save writes into a `.tmp-*` folder, fsyncs every file, writes state.json last, then renames
 the folder to `step-N` (one atomic rename), so a `step-N` folder is either complete or absent.
-A checkpoint counts as intact iff state.json parses and every file has the size and sha256 its
-manifest records; `latest_checkpoint` skips the others, so a resume falls back to the newest
-intact checkpoint and says which one it skipped and why.
+A checkpoint counts as intact iff state.json parses, matches its own digest, names the step of its
+folder (a copied or renamed `step-N` is not taken at its name), every file has the size and sha256
+its manifest records, and the trainer's `check` (a schema of its state) accepts the state;
+`latest_checkpoint` skips the others, so a resume falls back to the newest intact checkpoint and
+says which one it skipped and why.
 
 Why JSON + safetensors: loading never unpickles anything (no `torch.load`, no `pickle`), so a
 checkpoint from elsewhere cannot run code. Python structures that JSON cannot say directly are
@@ -52,11 +55,13 @@ from typing import Any
 import numpy as np
 import safetensors.torch
 import torch
+from safetensors import SafetensorError
 
 from vlmrl.errors import Notice, UsageError
 
 FORMAT = "vlmrl-checkpoint"
-VERSION = 1
+VERSION = 2
+"""2: state.json carries a digest of itself."""
 STATE_FILE = "state.json"
 TMP_PREFIX = ".tmp-"
 SECTIONS = ("optimizer", "scheduler", "rng")
@@ -68,6 +73,8 @@ _TENSOR, _TUPLE, _DICT, _ARRAY = "__tensor__", "__tuple__", "__dict__", "__ndarr
 _MARKERS = frozenset({_TENSOR, _TUPLE, _DICT, _ARRAY})
 
 Generator = torch.Generator | np.random.Generator | np.random.RandomState | random.Random
+StateCheck = Callable[[int, dict[str, Any]], None]
+"""The trainer's check of a checkpoint's (step, state): raises ValueError saying what is wrong."""
 
 
 class CheckpointWarning(Notice):
@@ -260,20 +267,28 @@ def _step_of(path: Path) -> int | None:
 
 
 def latest_checkpoint(
-    run_dir: str | Path, *, deep: bool = True, on_skip: Callable[[str], None] | None = None
+    run_dir: str | Path,
+    *,
+    deep: bool = True,
+    on_skip: Callable[[str], None] | None = None,
+    check: StateCheck | None = None,
 ) -> Path | None:
     """The newest intact `step-N` folder, or None. Each newer one that is corrupt is reported, one
     line each, to `on_skip` (default: a `CheckpointWarning`), so a resume can say what it skipped.
-    `deep=False` checks file sizes only, not sha256 (faster on multi-GB weights)."""
-    found, skipped = _scan(checkpoints_dir(run_dir), deep)
+    `deep=False` checks file sizes only, not sha256 (faster on multi-GB weights). `check` is the
+    trainer's test of a checkpoint's (step, state), raising ValueError: a state it rejects counts
+    as corrupt."""
+    found, skipped = _scan(checkpoints_dir(run_dir), deep, check)
     _report(found, skipped, on_skip)
     return found
 
 
-def resume_checkpoint(run_dir: str | Path, *, on_skip: Callable[[str], None] | None = None) -> Path:
+def resume_checkpoint(
+    run_dir: str | Path, *, on_skip: Callable[[str], None] | None = None, check: StateCheck | None = None
+) -> Path:
     """Like `latest_checkpoint`, but a run with nothing to resume is a `UsageError` saying what to do."""
     root = checkpoints_dir(run_dir)
-    found, skipped = _scan(root, deep=True)
+    found, skipped = _scan(root, True, check)
     if found is None and not skipped:
         raise UsageError(f"no checkpoint in {root}; nothing to resume — start a new run without --resume")
     if found is None:
@@ -287,12 +302,12 @@ def resume_checkpoint(run_dir: str | Path, *, on_skip: Callable[[str], None] | N
     return found
 
 
-def _scan(root: Path, deep: bool) -> tuple[Path | None, list[tuple[Path, _Corrupt]]]:
+def _scan(root: Path, deep: bool, check: StateCheck | None = None) -> tuple[Path | None, list[tuple[Path, _Corrupt]]]:
     """Newest intact checkpoint under `root`, and the newer ones skipped on the way (newest first)."""
     skipped = []
     for _, path in reversed(_step_dirs(root)):
         try:
-            _verify(path, deep)
+            _verify(path, deep, check)
         except _Corrupt as problem:
             skipped.append((path, problem))
             continue
@@ -311,9 +326,15 @@ def _report(found: Path | None, skipped: list[tuple[Path, _Corrupt]], on_skip: C
 
 
 # ---------------------------------------------------------------- verifying
-def _verify(path: Path, deep: bool) -> dict[str, Any]:
-    """The manifest of an intact checkpoint; raises `_Corrupt` naming the first file that is not."""
+def _verify(path: Path, deep: bool, check: StateCheck | None = None) -> dict[str, Any]:
+    """The manifest of an intact checkpoint; raises `_Corrupt` naming the first thing that is not."""
     doc = _read_manifest(path)
+    folder_step = _step_of(path)
+    if folder_step is not None and folder_step != doc["step"]:
+        raise _Corrupt(
+            f"its state.json is of step {doc['step']}: it was copied or renamed, so it is not taken at its name",
+            "is misnamed",
+        )
     for name, entry in doc["files"].items():
         file = path / name
         if not file.is_file():
@@ -323,6 +344,11 @@ def _verify(path: Path, deep: bool) -> dict[str, Any]:
             raise _Corrupt(f"{name} has {size} bytes, the manifest says {entry['bytes']}")
         if deep and _sha256(file) != entry["sha256"]:
             raise _Corrupt(f"{name} does not match the sha256 in its manifest")
+    if check is not None:
+        try:
+            check(doc["step"], doc["state"])
+        except ValueError as error:
+            raise _Corrupt(f"{STATE_FILE}: {error}", "holds an invalid state") from None
     return doc
 
 
@@ -339,6 +365,14 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise _Corrupt(
             f"format version {version}; this one reads up to {VERSION}: upgrade vlmrl", "is from a newer vlmrl"
         )
+    if version < VERSION:
+        raise _Corrupt(
+            f"format version {version} has no digest of {STATE_FILE}; this vlmrl reads version {VERSION}: "
+            "continue it with the vlmrl that wrote it, or start a new run",
+            "is from an older vlmrl",
+        )
+    if doc.get("digest") != _digest(doc):
+        raise _Corrupt(f"{STATE_FILE} does not match its digest: it was edited or damaged after it was written")
     files, weights = doc.get("files"), doc.get("weights")
     if not isinstance(files, dict) or not all(_valid_entry(n, e) for n, e in files.items()):
         raise _Corrupt(f"{STATE_FILE} has no valid file manifest")
@@ -347,6 +381,12 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(doc.get("step"), int) or not isinstance(doc.get("state"), dict):
         raise _Corrupt(f"{STATE_FILE} has no step or state")
     return doc
+
+
+def _digest(doc: dict[str, Any]) -> str:
+    """sha256 of a manifest without its digest, in a canonical JSON form (sorted keys, no spaces)."""
+    body = {key: value for key, value in doc.items() if key != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _valid_entry(name: object, entry: object) -> bool:
@@ -451,6 +491,7 @@ def _write_contents(
     _write_section(folder, "rng", *capture_rng(generators))
     files = {p.name: _seal(p) for p in sorted(folder.iterdir())}
     doc = {"format": FORMAT, "version": VERSION, "step": step, "weights": list(tensors), "files": files, "state": state}
+    doc["digest"] = _digest(doc)
     _write_text(folder / STATE_FILE, json.dumps(doc, indent=2) + "\n")
     _fsync_dir(folder)
 
@@ -475,7 +516,14 @@ def _write_section(folder: Path, name: str, json_part: Any, tensors: dict[str, t
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    safetensors.torch.save_file(tensors, str(path), metadata={"format": "pt"})
+    """A safetensors file; a failed write (the disk full, say) is the OSError it was underneath."""
+    try:
+        safetensors.torch.save_file(tensors, str(path), metadata={"format": "pt"})
+    except SafetensorError as error:
+        code = re.search(r"os error (\d+)", str(error))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
 
 
 def _write_text(path: Path, text: str) -> None:

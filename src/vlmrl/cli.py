@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ ENV_KWARGS_HELP = (
     "the game's keyword arguments as a YAML mapping, like env_kwargs of `vlmrl train`, "
     "e.g. '{split: valid_unseen, goal_reward: level}' or '{data: my_games, engine: thor}'"
 )
+ANIMATION_SUFFIXES = (".gif", ".png", ".webp")
 stderr = Console(stderr=True)
 
 
@@ -114,7 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--env", required=True, help=GAME_HELP)
     play.add_argument("--agent", default="expert", help="expert or random (default: expert)")
     play.add_argument("--seed", type=seed_int, default=0, help="seed of the episode's deal (default: 0)")
-    play.add_argument("--out", default="episode.gif", help="where to write the GIF (default: episode.gif)")
+    play.add_argument(
+        "--out",
+        default="episode.gif",
+        help="the GIF to write (.gif, or an animated .png / .webp), or a folder to write GAME-seedS.gif in "
+        "(default: episode.gif)",
+    )
     play.add_argument("--split", help=SPLIT_HELP)
     play.add_argument("--env-kwargs", metavar="YAML", help=ENV_KWARGS_HELP)
 
@@ -130,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--env", help=f"{GAME_HELP}: use that game's preset configs/<game>.yaml")
     source.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest intact checkpoint")
     train.add_argument("--init", metavar="SFT_RUN", help="start from a `vlmrl sft` run (or a model folder)")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="the run folder holds an earlier run: delete it first (without this, a non-empty run folder is refused)",
+    )
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config changes, e.g. lr=1e-4 num_envs=8")
 
     sft = commands.add_parser(
@@ -144,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     sft_source.add_argument("--env", help=f"{GAME_HELP}: use that game's preset configs/sft/<game>.yaml")
     sft.add_argument("--behaviour", choices=("expert", "random", "epsilon"), help="who plays the demonstrations")
     sft.add_argument("--episodes", type=positive_int, help="demonstration episodes")
+    sft.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="the run folder holds an earlier run: delete it first (without this, a non-empty run folder is refused)",
+    )
     sft.add_argument("overrides", nargs="*", metavar="key=value", help="config changes, e.g. lr=1e-3 epochs=3")
 
     init = commands.add_parser(
@@ -190,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--episodes", type=positive_int, default=200, help="held-out episodes per evaluation (default: 200)"
     )
     learn.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    learn.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="the run folder holds an earlier run: delete it first (without this, a non-empty run folder is refused)",
+    )
     learn.add_argument(
         "--skip-untrained",
         action="store_true",
@@ -332,10 +354,15 @@ def command_play(args: argparse.Namespace) -> None:
     from vlmrl.play import write_gif
 
     task = get_task(args.env)
+    out = Path(args.out)
+    if out.is_dir():
+        out = out / f"{task.name}-seed{args.seed}.gif"
+    if out.suffix.lower() not in ANIMATION_SUFFIXES:
+        raise UsageError(f"--out {args.out!r} must name a .gif (or an animated .png or .webp) file, or a folder")
     agent = make_agent(args.agent, task, args.seed)
     env = make_text_env(task, env_kwargs_of(args, [task.name]))
     episode = play_episode(env, agent, args.seed, record=True)
-    path = write_gif(episode.frames or [], args.out)
+    path = write_gif(episode.frames or [], out)
     outcome = "success" if episode.success else "failure"
     print(
         f"{path}: {task.name}, {args.agent} agent, seed {args.seed}: {outcome}, "
@@ -353,7 +380,7 @@ def command_sft(args: argparse.Namespace) -> None:
         overrides.append(f"behaviour={args.behaviour}")
     if args.episodes:
         overrides.append(f"episodes={args.episodes}")
-    run_dir = sft(load_sft_config(args.config, args.env, overrides))
+    run_dir = sft(load_sft_config(args.config, args.env, overrides), overwrite=args.overwrite)
     summary = json.loads((run_dir / "summary.json").read_text())
     print(
         f"{run_dir}/model written: {summary['examples']} examples, {summary['steps']} steps; held-out "
@@ -438,6 +465,7 @@ def command_bench_learn(args: argparse.Namespace) -> None:
         stages["sft"],
         stages["rl"],
         untrained=not args.skip_untrained,
+        overwrite=args.overwrite,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     if args.json:
@@ -472,6 +500,26 @@ def learn_table(summary: dict) -> Table:
     return table
 
 
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, with `key=value` overrides accepted anywhere after the command (argparse
+    alone rejects one placed after an option such as --init)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and not any(item.startswith("-") or "=" not in item for item in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def quiet_writer_threads(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's writer thread prints a traceback when a write fails, then the training thread
+    gets the same error (reported as one line): the thread's copy is dropped."""
+    if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError):
+        return
+    threading.__excepthook__(args)
+
+
 def show_notice(message, category, filename, lineno, file=None, line=None) -> None:
     """Notices are one line on stderr; any other warning shows as Python shows it."""
     if issubclass(category, Notice):
@@ -481,17 +529,23 @@ def show_notice(message, category, filename, lineno, file=None, line=None) -> No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with warnings.catch_warnings():
-        warnings.showwarning = show_notice
-        warnings.simplefilter("always", Notice)
-        # peft still calls transformers' deprecated name at every model load: noise for a user
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        return run_command(argv)
+    thread_hook, threading.excepthook = threading.excepthook, quiet_writer_threads
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show_notice
+            warnings.simplefilter("always", Notice)
+            # peft still calls transformers' deprecated name at every model load: noise for a user
+            warnings.filterwarnings(
+                "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+            )
+            return run_command(argv)
+    finally:
+        threading.excepthook = thread_hook
 
 
 def run_command(argv: Sequence[str] | None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
         if args.command == "eval":
             command_eval(args)
         elif args.command == "play":
@@ -500,7 +554,7 @@ def run_command(argv: Sequence[str] | None) -> int:
             from vlmrl.train import main_train
 
             overrides = args.overrides + ([f"init={args.init}"] if args.init else [])
-            run_dir = main_train(args.config, args.env, overrides, args.resume)
+            run_dir = main_train(args.config, args.env, overrides, args.resume, args.overwrite)
             print(f"run written to {run_dir}")
         elif args.command == "sft":
             command_sft(args)

@@ -25,7 +25,8 @@ from vlmrl.games import EVAL_SEED_BASE, get_task, make_text_env
 from vlmrl.play import write_gif
 from vlmrl.policy import Policy, load_policy
 from vlmrl.policy.tiny import demo_model
-from vlmrl.sft import load_sft_config, sft
+from vlmrl.runs import RunFolder
+from vlmrl.sft import SFTConfig, load_sft_config, sft
 from vlmrl.train import PAPER_RESULTS, evaluate_heldout, train, trained_policy
 
 
@@ -68,13 +69,24 @@ def learn(
     train_overrides: Sequence[str] = (),
     untrained: bool = True,
     log=print,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """SFT then PPO on `env` with its presets (plus `key=value` overrides), every stage evaluated on
-    `episodes` held-out deals; writes the run folder `out` and returns its summary."""
-    started = time.perf_counter()
+    `episodes` held-out deals; writes the run folder `out` and returns its summary. `out` must be
+    empty (`overwrite`: an earlier pipeline's folder is deleted first)."""
     out = Path(out)
     sft_config = load_sft_config(env=env, overrides=[f"out={out / 'sft'}", *sft_overrides])
     train_config = load_config(env=env, overrides=[f"init={out / 'sft'}", f"out={out / 'rl'}", *train_overrides])
+    refusal = "replace it with --overwrite, or choose another --out"
+    with RunFolder(out, overwrite=overwrite, refusal=refusal):
+        return pipeline(env, out, episodes, sft_config, train_config, untrained, log)
+
+
+def pipeline(
+    env: str, out: Path, episodes: int, sft_config: SFTConfig, train_config: TrainConfig, untrained: bool, log
+) -> dict[str, Any]:
+    """The five steps of `learn`, in a folder it has claimed."""
+    started = time.perf_counter()
     if sft_config.model is None:
         demo_model()  # built once per machine, before the clock of any stage starts
     stages: list[Stage] = []

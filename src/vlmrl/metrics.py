@@ -388,6 +388,8 @@ class ConsoleProgress:
         print_every: int = 10,
         live: bool | None = None,
         unit: str = "env steps",
+        updates_done: int = 0,
+        steps_done: int = 0,
     ) -> None:
         self.total = total_env_steps
         self.unit = unit
@@ -395,7 +397,9 @@ class ConsoleProgress:
         self.stream = stream if stream is not None else sys.stderr
         self.print_every = max(1, print_every)
         self.live = self.stream.isatty() if live is None else live
-        self.updates = 0
+        self.updates = updates_done
+        """Updates counted so far, those before a resume included (the line says "update 12", not "update 1")."""
+        self.steps_done = steps_done
         self.latest: dict[str, Any] = {}
         self._progress: Any = None
         self._task: Any = None
@@ -414,7 +418,9 @@ class ConsoleProgress:
                 console=Console(file=self.stream),
             )
             self._progress.start()
-            self._task = self._progress.add_task(self.description, total=self.total, metrics="")
+            self._task = self._progress.add_task(
+                self.description, total=self.total, completed=min(self.steps_done, self.total), metrics=""
+            )
         return self
 
     def __exit__(self, *exc_info: object) -> None:

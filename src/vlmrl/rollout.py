@@ -7,7 +7,9 @@ observation; a terminated one does not.
 
 The state of the environments is saved as what reproduces it: each environment's episode
 seed and the actions taken since, replayed on resume. This works for any environment whose
-`reset(seed=...)` is deterministic, without pickling environments.
+`reset(seed=...)` is deterministic, without pickling environments. A saved state is checked
+before it is used (`RolloutsState`, a strict schema, then a replay that every action id is legal
+where it was taken), so a damaged or edited one is a ValueError naming what is wrong.
 """
 
 from __future__ import annotations
@@ -15,15 +17,70 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlmrl.evaluate import Episode
 from vlmrl.games import EVAL_SEED_BASE, Task, TextActionWrapper, make_text_env
 from vlmrl.games.parsing import format_answer
 from vlmrl.policy.policy import Policy, Sample
+
+
+class _Strict(BaseModel):
+    """A saved structure read back exactly as written: no coercion, no unknown keys."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+class _PCG64Words(_Strict):
+    state: Annotated[int, Field(ge=0, lt=1 << 128)]
+    inc: Annotated[int, Field(ge=0, lt=1 << 128)]
+
+
+class PCG64State(_Strict):
+    """numpy's `default_rng().bit_generator.state`."""
+
+    bit_generator: Literal["PCG64"]
+    state: _PCG64Words
+    has_uint32: Annotated[int, Field(ge=0, le=1)]
+    uinteger: Annotated[int, Field(ge=0, lt=1 << 32)]
+
+
+class TrackState(_Strict):
+    seed: Annotated[int, Field(ge=0, lt=EVAL_SEED_BASE)]
+    actions: list[Annotated[int, Field(ge=0)] | None]
+    ret: float
+    invalid: Annotated[int, Field(ge=0)]
+
+
+class RolloutsState(_Strict):
+    """`Rollouts.state_dict()`: the seed stream, and per environment its episode so far."""
+
+    seed_stream: PCG64State
+    tracks: list[TrackState]
+    fallback_rngs: list[PCG64State]
+    counters: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]]
+
+
+class EpisodeState(_Strict):
+    """One finished episode of `EpisodeWindow.state_dict()`."""
+
+    success: bool
+    ret: float
+    length: Annotated[int, Field(ge=1)]
+    invalid: Annotated[int, Field(ge=0)]
+    task_type: str | None = None
+
+
+def schema_error(error: ValidationError) -> str:
+    """A pydantic error as one line: where in the saved state, and what is wrong there."""
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the top level"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 @dataclass
@@ -150,19 +207,43 @@ class Rollouts:
             "counters": [[env.steps, env.invalid_steps] for env in self.envs],
         }
 
+    def check_state(self, state: Any) -> None:
+        """ValueError unless `state` is one `state_dict` of rollouts like these could have written:
+        the schema, one entry per environment, and every episode replays (each action id legal in
+        the state it was taken in, no episode over before its actions are)."""
+        try:
+            RolloutsState.model_validate(state)
+        except ValidationError as error:
+            raise ValueError(f"rollouts.{schema_error(error)}") from None
+        for key in ("tracks", "fallback_rngs", "counters"):
+            if len(state[key]) != len(self.envs):
+                raise ValueError(f"rollouts.{key} has {len(state[key])} environments, this run {len(self.envs)}")
+        for i, track in enumerate(state["tracks"]):
+            self._replay(i, EnvTrack(**track))
+
+    def _replay(self, index: int, track: EnvTrack) -> tuple[np.ndarray, dict[str, Any]]:
+        """Environment `index` back in the state `track` reached: its deal, then its actions."""
+        env = self.envs[index]
+        obs, info = env.reset(seed=track.seed)
+        for step, action in enumerate(track.actions):  # an id names an action of the state it was taken in
+            legal = self.task.legal_actions(info)
+            if action is not None and action >= len(legal):
+                raise ValueError(
+                    f"environment {index}'s action {step} has id {action}, but its state offers {len(legal)} actions"
+                )
+            text = format_answer({"action": legal[action]}) if action is not None else ""
+            obs, _, terminated, truncated, info = env.step(text)
+            if (terminated or truncated) and step + 1 < len(track.actions):
+                raise ValueError(f"environment {index}'s episode ends at action {step}, before its saved actions do")
+        return obs, info
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Rebuild every environment's current episode by replaying its actions."""
-        if len(state["tracks"]) != len(self.envs):
-            raise ValueError(f"the checkpoint has {len(state['tracks'])} environments, this run {len(self.envs)}")
+        """Rebuild every environment's current episode by replaying its actions (`check_state` first)."""
+        self.check_state(state)
         self.seed_stream.bit_generator.state = state["seed_stream"]
         for i, (env, track) in enumerate(zip(self.envs, state["tracks"], strict=True)):
             self.tracks[i] = EnvTrack(**track)
-            obs, info = env.reset(seed=self.tracks[i].seed)
-            for action in self.tracks[i].actions:  # an id names an action of the state it was taken in
-                legal = self.task.legal_actions(info)
-                text = format_answer({"action": legal[action]}) if action is not None else ""
-                obs, _, _, _, info = env.step(text)
-            self.current[i] = (obs, info)
+            self.current[i] = self._replay(i, self.tracks[i])
             env._rng.bit_generator.state = state["fallback_rngs"][i]
             env.steps, env.invalid_steps = state["counters"][i]
 
@@ -188,6 +269,19 @@ class EpisodeWindow:
     def state_dict(self) -> list[dict[str, Any]]:
         return [{k: v for k, v in asdict(e).items() if k != "frames"} for e in self.episodes]
 
+    def check_state(self, state: Any) -> None:
+        """ValueError unless `state` is a `state_dict` of a window this size."""
+        if not isinstance(state, list):
+            raise ValueError(f"window must be a list of episodes, not {type(state).__name__}")
+        if len(state) > (self.episodes.maxlen or 0):
+            raise ValueError(f"window holds {len(state)} episodes, more than its size {self.episodes.maxlen}")
+        for i, episode in enumerate(state):
+            try:
+                EpisodeState.model_validate(episode)
+            except ValidationError as error:
+                raise ValueError(f"window.{i}.{schema_error(error)}") from None
+
     def load_state_dict(self, state: list[dict[str, Any]]) -> None:
+        self.check_state(state)
         self.episodes.clear()
         self.episodes.extend(Episode(**e) for e in state)

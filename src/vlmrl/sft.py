@@ -35,6 +35,7 @@ from vlmrl.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.policy import LoraSettings, Policy, Sample, export_merged, load_policy
 from vlmrl.policy.split import action_start
 from vlmrl.policy.tiny import quiet_progress_bars
+from vlmrl.runs import RunFolder, check_free_space, writing
 
 BEHAVIOURS = ("expert", "random", "epsilon")
 
@@ -214,26 +215,34 @@ def split(demonstrations: list[Demonstration], episodes: int, fraction: float) -
     return [d for d in demonstrations if d.episode < cut], [d for d in demonstrations if d.episode >= cut]
 
 
-def sft(config: SFTConfig) -> Path:
-    """Fine-tune on demonstrations; returns the run directory (holding `model/`)."""
-    run_dir = config.run_dir()
-    task = get_task(config.env)
-    torch.manual_seed(config.seed)
-    demonstrations = collect_demonstrations(
-        task, config.behaviour, config.episodes, config.seed, config.epsilon, config.cot, config.env_kwargs
-    )
-    train_set, heldout = split(demonstrations, config.episodes, config.heldout_fraction)
-    if not train_set:
-        raise UsageError("no training demonstrations: raise episodes or lower heldout_fraction")
-    lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
-    device = None if config.device == "auto" else config.device
-    policy = load_policy(config.model, lora=lora, trainable=config.trainable, device=device)
+def sft(config: SFTConfig, overwrite: bool = False) -> Path:
+    """Fine-tune on demonstrations; returns the run directory (holding `model/`). The run folder
+    must be empty (`overwrite`: an earlier run there is deleted first)."""
+    run_dir, task = config.run_dir(), get_task(config.env)
+    with RunFolder(run_dir, overwrite=overwrite, refusal="replace it with --overwrite, or choose another out"):
+        torch.manual_seed(config.seed)
+        demonstrations = collect_demonstrations(
+            task, config.behaviour, config.episodes, config.seed, config.epsilon, config.cot, config.env_kwargs
+        )
+        train_set, heldout = split(demonstrations, config.episodes, config.heldout_fraction)
+        if not train_set:
+            raise UsageError("no training demonstrations: raise episodes or lower heldout_fraction")
+        lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
+        device = None if config.device == "auto" else config.device
+        policy = load_policy(config.model, lora=lora, trainable=config.trainable, device=device)
+        model_bytes = sum(p.numel() * p.element_size() for p in policy.model.parameters())
+        check_free_space(run_dir, model_bytes, "the fine-tuned model/ folder")
+        with writing(run_dir, lambda: "the SFT run is incomplete: free some space and run it again with --overwrite"):
+            return fine_tune(config, run_dir, task, policy, train_set, heldout)
+
+
+def fine_tune(config: SFTConfig, run_dir: Path, task: Task, policy: Policy, train_set: list, heldout: list) -> Path:
+    """The supervised loop over `train_set`, held-out checks on `heldout`, then the merged model/ export."""
     parameters = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
-    run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     order = torch.Generator().manual_seed(config.seed)
     checks = heldout[: config.eval_examples]

@@ -30,7 +30,7 @@ import torch
 
 from vlmrl.algos.advantages import gae, normalize
 from vlmrl.algos.ppo import cosine_lr, kl_to_reference, minibatch_indices, ppo_losses
-from vlmrl.checkpoint import load_checkpoint, load_weights, resume_checkpoint, save_checkpoint
+from vlmrl.checkpoint import latest_checkpoint, load_checkpoint, load_weights, resume_checkpoint, save_checkpoint
 from vlmrl.config import TrainConfig, load_config, save_config
 from vlmrl.errors import UsageError
 from vlmrl.evaluate import EvalResult, evaluate_policy
@@ -39,6 +39,7 @@ from vlmrl.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
 from vlmrl.rollout import EpisodeWindow, Rollouts
+from vlmrl.runs import RunFolder, check_free_space, writing
 
 PAPER_RESULTS = {"numberline": 0.894, "ezpoints": 0.50, "points24": 0.023, "blackjack": 0.402, "alfworld": 0.217}
 """RL4VLM's success rates (LLaVA-7B, SFT + PPO), drawn on the curve for reference."""
@@ -255,12 +256,42 @@ def save(run: Run) -> Path:
     )
 
 
+def check_state(run: Run, step: int, state: dict[str, Any]) -> None:
+    """ValueError unless a checkpoint's trainer state is one this run could have written at `step`
+    (checked before anything is restored, so a bad one falls back to the previous checkpoint)."""
+    for key, kind in (("update", int), ("env_steps", int), ("rollouts", dict), ("window", list)):
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise ValueError(f"{key} must be {kind.__name__}, not {state.get(key)!r}"[:200])
+    unknown = sorted(set(state) - {"update", "env_steps", "rollouts", "window"})
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}")
+    config = run.config
+    if state["update"] != step or not 1 <= step <= config.updates:
+        raise ValueError(f"update is {state['update']}, the checkpoint's step {step}, this run has {config.updates}")
+    if state["env_steps"] != step * config.steps_per_update:
+        raise ValueError(
+            f"env_steps is {state['env_steps']}, but {step} updates of {config.steps_per_update} steps make "
+            f"{step * config.steps_per_update}"
+        )
+    run.window.check_state(state["window"])
+    run.rollouts.check_state(state["rollouts"])
+
+
 def restore(run: Run, checkpoint: Path) -> None:
-    loaded = load_checkpoint(checkpoint, run.optimizer, run.scheduler, generators={"minibatch": run.minibatch_rng})
+    """Continue from a checkpoint `resume_checkpoint` chose (so verified, and its state checked)."""
+    loaded = load_checkpoint(
+        checkpoint, run.optimizer, run.scheduler, generators={"minibatch": run.minibatch_rng}, verify=False
+    )
     load_trainable_tensors(run.policy, loaded.tensors, repr(str(checkpoint)))
     run.update, run.env_steps = loaded.state["update"], loaded.state["env_steps"]
     run.rollouts.load_state_dict(loaded.state["rollouts"])
     run.window.load_state_dict(loaded.state["window"])
+
+
+def checkpoint_bytes(run: Run) -> int:
+    """What one checkpoint of this run takes on disk: the trained tensors and Adam's two moments."""
+    trained = sum(p.numel() * p.element_size() for p in run.policy.parameters() if p.requires_grad)
+    return 3 * trained
 
 
 def trained_policy(run_dir: str | Path) -> tuple[Policy, TrainConfig]:
@@ -298,8 +329,14 @@ class StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def train(config: TrainConfig | None = None, resume: str | Path | None = None, stop_after: int | None = None) -> Path:
-    """Run (or resume) PPO training; returns the run directory. `stop_after` ends after that many
+def train(
+    config: TrainConfig | None = None,
+    resume: str | Path | None = None,
+    stop_after: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Run (or resume) PPO training; returns the run directory. A new run needs an empty `out`
+    (`overwrite`: an earlier run there is deleted first). `stop_after` ends after that many
     updates in total, as an interruption would (used by tests of resuming)."""
     if resume is not None:
         run_dir = Path(resume)
@@ -307,31 +344,64 @@ def train(config: TrainConfig | None = None, resume: str | Path | None = None, s
             raise UsageError(f"{str(run_dir)!r} is not a run directory (no config.yaml); nothing to resume")
         config = load_config(run_dir / "config.yaml")
         config.out = str(run_dir)
-        checkpoint = resume_checkpoint(run_dir, on_skip=lambda line: print(f"vlmrl: {line}", flush=True))
     elif config is None:
         raise ValueError("give a config or a run directory to resume")
-    run = setup(config)
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    if resume is not None:
-        restore(run, checkpoint)
-    else:
+    run_dir = config.run_dir()
+    refusal = (
+        f"continue that run with `vlmrl train --resume {run_dir}`, replace it with --overwrite, or choose another out"
+    )
+    with RunFolder(run_dir, resume=resume is not None, overwrite=overwrite, refusal=refusal):
+        run = setup(config)
+        if resume is not None:
+            checkpoint = resume_checkpoint(
+                run_dir,
+                on_skip=lambda line: print(f"vlmrl: {line}", flush=True),
+                check=lambda step, state: check_state(run, step, state),
+            )
+            restore(run, checkpoint)
+        else:
+            check_free_space(
+                run_dir,
+                (config.keep_checkpoints + 1) * checkpoint_bytes(run),
+                f"{config.keep_checkpoints} checkpoints and one being written",
+            )
+        with writing(run_dir, lambda: what_survives(run_dir)):
+            return train_loop(run, resume is not None, stop_after)
+
+
+def what_survives(run_dir: Path) -> str:
+    """After a failed write: the checkpoint the run can continue from, and how."""
+    newest = latest_checkpoint(run_dir, deep=False)
+    if newest is None:
+        return "no checkpoint was written yet: free some space and start again"
+    return f"{newest.name} is intact: free some space and continue with `vlmrl train --resume {run_dir}`"
+
+
+def train_loop(run: Run, resumed: bool, stop_after: int | None) -> Path:
+    """Updates from `run.update` on: collect, advantages, PPO, log, evaluate, checkpoint."""
+    config = run.config
+    if not resumed:
         save_config(config, run.run_dir / "config.yaml")
     task = get_task(config.env)
     logger = MetricsLogger(
         run.run_dir,
         title=f"{config.env}: PPO",
         tensorboard=config.tensorboard,
-        resume=resume is not None,
+        resume=resumed,
         ceiling=float(task.ceiling()),
         reference=PAPER_RESULTS.get(config.env),
         reference_label="RL4VLM (paper)",
     )
-    if resume is not None:
+    if resumed:
         logger.truncate_after(run.update)
     last_update = config.updates if stop_after is None else min(config.updates, stop_after)
     steps = config.rollout_length
+    total_steps = config.updates * config.steps_per_update
     try:
-        with StopRequest() as stop, ConsoleProgress(config.updates * config.steps_per_update, config.env) as progress:
+        with (
+            StopRequest() as stop,
+            ConsoleProgress(total_steps, config.env, updates_done=run.update, steps_done=run.env_steps) as progress,
+        ):
             while run.update < last_update and not stop.requested:
                 started = time.perf_counter()
                 run.policy.eval()
@@ -369,12 +439,16 @@ def train(config: TrainConfig | None = None, resume: str | Path | None = None, s
     return run.run_dir
 
 
-def main_train(config_path: str | None, env: str | None, overrides: list[str], resume: str | None) -> Path:
+def main_train(
+    config_path: str | None, env: str | None, overrides: list[str], resume: str | None, overwrite: bool = False
+) -> Path:
     """The `vlmrl train` command."""
     if resume is not None:
-        if config_path or env or overrides:
-            raise UsageError("--resume continues a run with its own config; drop --config/--env and overrides")
+        if config_path or env or overrides or overwrite:
+            raise UsageError(
+                "--resume continues a run with its own config; drop --config/--env, --overwrite and overrides"
+            )
         return train(resume=resume)
     if config_path is None and env is None:
         raise UsageError("give --config FILE or --env NAME (or --resume RUN_DIR)")
-    return train(load_config(config_path, env, overrides))
+    return train(load_config(config_path, env, overrides), overwrite=overwrite)
