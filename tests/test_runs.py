@@ -146,6 +146,17 @@ def test_leftovers_of_a_killed_save_are_removed_when_the_run_is_resumed(runs, tm
     assert not leftover.exists()
 
 
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_its_beginning(runs, tmp_path, capsys):
+    """Its config.yaml is there, its metrics of updates not checkpointed too: --resume starts it over
+    (a new run into the folder would be refused, so --resume must not be a dead end)."""
+    whole, stopped = runs
+    run_dir = copy_run(stopped, tmp_path)
+    shutil.rmtree(run_dir / "checkpoints")
+    train(resume=run_dir)
+    assert "has no checkpoint yet; the run starts again from its beginning" in capsys.readouterr().out
+    assert records(run_dir) == records(whole)
+
+
 # ---------------------------------------------------------------- checkpoints taken only for what they are
 def reseal(path: Path, change) -> None:
     """Edit a checkpoint's state.json and write a matching digest, as a forger (or a bug) would."""
@@ -174,7 +185,10 @@ BAD_STATES = {
         lambda p: reseal(p, lambda d: d["state"].update(update=3, env_steps=12)),
         "holds an invalid state (state.json: update is 3, the checkpoint's step 2",
     ),
-    "missing key": (lambda p: reseal(p, lambda d: d["state"].pop("window")), "window must be list, not None"),
+    "missing key": (
+        lambda p: reseal(p, lambda d: d["state"].pop("window")),
+        "holds an invalid state (state.json: window: Field required)",
+    ),
     "out-of-range action id": (
         lambda p: reseal(p, set_action),
         "environment 0's action 0 has id 7, but its state offers 2 actions",
@@ -242,21 +256,21 @@ def test_a_disk_filling_mid_run_names_the_surviving_checkpoint_and_the_run_conti
     assert records(run_dir) == records(whole)
 
 
-def test_tensorboards_thread_traceback_gives_way_to_the_one_line(capsys):
+def test_tensorboards_thread_traceback_gives_way_to_the_one_line():
     class _AsyncWriterThread(threading.Thread):  # the name of TensorBoard's event-writer thread
         def run(self) -> None:
             raise OSError(28, "No space left on device")
 
+    shown: list[threading.ExceptHookArgs] = []
     previous = threading.excepthook
-    threading.excepthook = quiet_writer_threads
+    threading.excepthook = quiet_writer_threads(shown.append)
     try:
         for thread in (_AsyncWriterThread(), threading.Thread(target=lambda: 1 / 0)):
             thread.start()
             thread.join()
     finally:
         threading.excepthook = previous
-    err = capsys.readouterr().err
-    assert "OSError" not in err and "ZeroDivisionError" in err  # only the writer's copy is dropped
+    assert [type(args.exc_value) for args in shown] == [ZeroDivisionError]  # only the writer's copy is dropped
 
 
 # ---------------------------------------------------------------- the command line

@@ -12,7 +12,7 @@ import json
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,10 @@ SPLIT_HELP = (
 ENV_KWARGS_HELP = (
     "the game's keyword arguments as a YAML mapping, like env_kwargs of `vlmrl train`, "
     "e.g. '{split: valid_unseen, goal_reward: level}' or '{data: my_games, engine: thor}'"
+)
+OVERWRITE_HELP = (
+    "the run folder holds an earlier run: delete it first (without this, a run folder that is not empty is "
+    "refused; only a folder holding a vlmrl run is ever deleted)"
 )
 ANIMATION_SUFFIXES = (".gif", ".png", ".webp")
 stderr = Console(stderr=True)
@@ -140,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--overwrite",
         action="store_true",
-        help="the run folder holds an earlier run: delete it first (without this, a non-empty run folder is refused)",
+        help=OVERWRITE_HELP,
     )
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config changes, e.g. lr=1e-4 num_envs=8")
 
@@ -159,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument(
         "--overwrite",
         action="store_true",
-        help="the run folder holds an earlier run: delete it first (without this, a non-empty run folder is refused)",
+        help=OVERWRITE_HELP,
     )
     sft.add_argument("overrides", nargs="*", metavar="key=value", help="config changes, e.g. lr=1e-3 epochs=3")
 
@@ -210,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument(
         "--overwrite",
         action="store_true",
-        help="the run folder holds an earlier run: delete it first (without this, a non-empty run folder is refused)",
+        help=OVERWRITE_HELP,
     )
     learn.add_argument(
         "--skip-untrained",
@@ -512,27 +516,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def quiet_writer_threads(args: threading.ExceptHookArgs) -> None:
-    """TensorBoard's writer thread prints a traceback when a write fails, then the training thread
-    gets the same error (reported as one line): the thread's copy is dropped."""
-    if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError):
-        return
-    threading.__excepthook__(args)
+def quiet_writer_threads(fallback: Callable[[threading.ExceptHookArgs], Any]) -> Callable:
+    """A `threading.excepthook`: TensorBoard's writer thread prints a traceback when a write fails,
+    then the training thread gets the same error (reported as one line), so the thread's copy is
+    dropped; anything else goes to `fallback`."""
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if type(args.thread).__name__ != "_AsyncWriterThread" or not isinstance(args.exc_value, OSError):
+            fallback(args)
+
+    return hook
 
 
-def show_notice(message, category, filename, lineno, file=None, line=None) -> None:
-    """Notices are one line on stderr; any other warning shows as Python shows it."""
-    if issubclass(category, Notice):
-        print(f"vlmrl: note: {message}", file=sys.stderr, flush=True)
-    else:
-        warnings._showwarnmsg_impl(warnings.WarningMessage(message, category, filename, lineno, file, line))
+def notices_as_lines(fallback: Callable) -> Callable:
+    """A `warnings.showwarning`: a `Notice` is one line on stderr, any other warning goes to `fallback`."""
+
+    def show(message, category, *rest) -> None:
+        if issubclass(category, Notice):
+            print(f"vlmrl: note: {message}", file=sys.stderr, flush=True)
+        else:
+            fallback(message, category, *rest)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    thread_hook, threading.excepthook = threading.excepthook, quiet_writer_threads
+    thread_hook = threading.excepthook
+    threading.excepthook = quiet_writer_threads(thread_hook)
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = show_notice
+            warnings.showwarning = notices_as_lines(warnings.showwarning)
             warnings.simplefilter("always", Notice)
             # peft still calls transformers' deprecated name at every model load: noise for a user
             warnings.filterwarnings(

@@ -29,18 +29,18 @@ from vlmrl.games.parsing import format_answer
 from vlmrl.policy.policy import Policy, Sample
 
 
-class _Strict(BaseModel):
-    """A saved structure read back exactly as written: no coercion, no unknown keys."""
+class Saved(BaseModel):
+    """The schema of a saved structure, read back exactly as written: no coercion, no unknown keys."""
 
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
-class _PCG64Words(_Strict):
+class _PCG64Words(Saved):
     state: Annotated[int, Field(ge=0, lt=1 << 128)]
     inc: Annotated[int, Field(ge=0, lt=1 << 128)]
 
 
-class PCG64State(_Strict):
+class PCG64State(Saved):
     """numpy's `default_rng().bit_generator.state`."""
 
     bit_generator: Literal["PCG64"]
@@ -49,14 +49,14 @@ class PCG64State(_Strict):
     uinteger: Annotated[int, Field(ge=0, lt=1 << 32)]
 
 
-class TrackState(_Strict):
+class TrackState(Saved):
     seed: Annotated[int, Field(ge=0, lt=EVAL_SEED_BASE)]
     actions: list[Annotated[int, Field(ge=0)] | None]
     ret: float
     invalid: Annotated[int, Field(ge=0)]
 
 
-class RolloutsState(_Strict):
+class RolloutsState(Saved):
     """`Rollouts.state_dict()`: the seed stream, and per environment its episode so far."""
 
     seed_stream: PCG64State
@@ -65,7 +65,7 @@ class RolloutsState(_Strict):
     counters: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]]
 
 
-class EpisodeState(_Strict):
+class EpisodeState(Saved):
     """One finished episode of `EpisodeWindow.state_dict()`."""
 
     success: bool
@@ -211,6 +211,11 @@ class Rollouts:
         """ValueError unless `state` is one `state_dict` of rollouts like these could have written:
         the schema, one entry per environment, and every episode replays (each action id legal in
         the state it was taken in, no episode over before its actions are)."""
+        self._check_schema(state)
+        for i, track in enumerate(state["tracks"]):
+            self._replay(i, EnvTrack(**track))
+
+    def _check_schema(self, state: Any) -> None:
         try:
             RolloutsState.model_validate(state)
         except ValidationError as error:
@@ -218,8 +223,6 @@ class Rollouts:
         for key in ("tracks", "fallback_rngs", "counters"):
             if len(state[key]) != len(self.envs):
                 raise ValueError(f"rollouts.{key} has {len(state[key])} environments, this run {len(self.envs)}")
-        for i, track in enumerate(state["tracks"]):
-            self._replay(i, EnvTrack(**track))
 
     def _replay(self, index: int, track: EnvTrack) -> tuple[np.ndarray, dict[str, Any]]:
         """Environment `index` back in the state `track` reached: its deal, then its actions."""
@@ -238,8 +241,9 @@ class Rollouts:
         return obs, info
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Rebuild every environment's current episode by replaying its actions (`check_state` first)."""
-        self.check_state(state)
+        """Rebuild every environment's current episode by replaying its actions (a ValueError, as from
+        `check_state`, for a state these rollouts cannot have written)."""
+        self._check_schema(state)
         self.seed_stream.bit_generator.state = state["seed_stream"]
         for i, (env, track) in enumerate(zip(self.envs, state["tracks"], strict=True)):
             self.tracks[i] = EnvTrack(**track)

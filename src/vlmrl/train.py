@@ -23,14 +23,22 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import Field, ValidationError
 
 from vlmrl.algos.advantages import gae, normalize
 from vlmrl.algos.ppo import cosine_lr, kl_to_reference, minibatch_indices, ppo_losses
-from vlmrl.checkpoint import latest_checkpoint, load_checkpoint, load_weights, resume_checkpoint, save_checkpoint
+from vlmrl.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    load_weights,
+    resume_checkpoint,
+    save_checkpoint,
+)
 from vlmrl.config import TrainConfig, load_config, save_config
 from vlmrl.errors import UsageError
 from vlmrl.evaluate import EvalResult, evaluate_policy
@@ -38,7 +46,7 @@ from vlmrl.games import EVAL_SEED_BASE, get_task
 from vlmrl.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
-from vlmrl.rollout import EpisodeWindow, Rollouts
+from vlmrl.rollout import EpisodeWindow, Rollouts, Saved, schema_error
 from vlmrl.runs import RunFolder, check_free_space, writing
 
 PAPER_RESULTS = {"numberline": 0.894, "ezpoints": 0.50, "points24": 0.023, "blackjack": 0.402, "alfworld": 0.217}
@@ -256,15 +264,22 @@ def save(run: Run) -> Path:
     )
 
 
+class TrainerState(Saved):
+    """What `save` puts in a checkpoint's state (the rollouts and window have schemas of their own)."""
+
+    update: Annotated[int, Field(ge=1)]
+    env_steps: Annotated[int, Field(ge=0)]
+    rollouts: dict
+    window: list
+
+
 def check_state(run: Run, step: int, state: dict[str, Any]) -> None:
     """ValueError unless a checkpoint's trainer state is one this run could have written at `step`
     (checked before anything is restored, so a bad one falls back to the previous checkpoint)."""
-    for key, kind in (("update", int), ("env_steps", int), ("rollouts", dict), ("window", list)):
-        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
-            raise ValueError(f"{key} must be {kind.__name__}, not {state.get(key)!r}"[:200])
-    unknown = sorted(set(state) - {"update", "env_steps", "rollouts", "window"})
-    if unknown:
-        raise ValueError(f"unknown key {unknown[0]!r}")
+    try:
+        TrainerState.model_validate(state)
+    except ValidationError as error:
+        raise ValueError(schema_error(error)) from None
     config = run.config
     if state["update"] != step or not 1 <= step <= config.updates:
         raise ValueError(f"update is {state['update']}, the checkpoint's step {step}, this run has {config.updates}")
@@ -352,7 +367,9 @@ def train(
     )
     with RunFolder(run_dir, resume=resume is not None, overwrite=overwrite, refusal=refusal):
         run = setup(config)
-        if resume is not None:
+        if resume is not None and not list_checkpoints(run_dir):  # stopped before its first checkpoint
+            print(f"vlmrl: note: {run_dir} has no checkpoint yet; the run starts again from its beginning", flush=True)
+        elif resume is not None:
             checkpoint = resume_checkpoint(
                 run_dir,
                 on_skip=lambda line: print(f"vlmrl: {line}", flush=True),
