@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,10 @@ class RunFolder:
         if self.overwrite and holds_a_run(self.path):
             for name in held:
                 entry = self.path / name
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
             return
         shown = ", ".join(held[:4]) + (f" and {len(held) - 4} more" if len(held) > 4 else "")
         if self.overwrite:
@@ -114,6 +117,11 @@ def remove_leftovers(run_dir: Path) -> None:
     if root.is_dir():
         for leftover in root.glob(f"{TMP_PREFIX}*"):
             shutil.rmtree(leftover, ignore_errors=True)
+
+
+def parameter_bytes(parameters: Iterable[Any]) -> int:
+    """Bytes the tensors take (in memory, and on disk as safetensors): what the disk checks estimate from."""
+    return sum(p.numel() * p.element_size() for p in parameters)
 
 
 def check_free_space(folder: Path, needed: int, what: str) -> None:

@@ -35,7 +35,7 @@ from vlmrl.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.policy import LoraSettings, Policy, Sample, export_merged, load_policy
 from vlmrl.policy.split import action_start
 from vlmrl.policy.tiny import quiet_progress_bars
-from vlmrl.runs import RunFolder, check_free_space, writing
+from vlmrl.runs import RunFolder, check_free_space, parameter_bytes, writing
 
 BEHAVIOURS = ("expert", "random", "epsilon")
 
@@ -230,8 +230,7 @@ def sft(config: SFTConfig, overwrite: bool = False) -> Path:
         lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
         device = None if config.device == "auto" else config.device
         policy = load_policy(config.model, lora=lora, trainable=config.trainable, device=device)
-        model_bytes = sum(p.numel() * p.element_size() for p in policy.model.parameters())
-        check_free_space(run_dir, model_bytes, "the fine-tuned model/ folder")
+        check_free_space(run_dir, parameter_bytes(policy.model.parameters()), "the fine-tuned model/ folder")
         with writing(run_dir, lambda: "the SFT run is incomplete: free some space and run it again with --overwrite"):
             return fine_tune(config, run_dir, task, policy, train_set, heldout)
 

@@ -47,7 +47,7 @@ from vlmrl.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
 from vlmrl.rollout import EpisodeWindow, Rollouts, Saved, schema_error
-from vlmrl.runs import RunFolder, check_free_space, writing
+from vlmrl.runs import RunFolder, check_free_space, parameter_bytes, writing
 
 PAPER_RESULTS = {"numberline": 0.894, "ezpoints": 0.50, "points24": 0.023, "blackjack": 0.402, "alfworld": 0.217}
 """RL4VLM's success rates (LLaVA-7B, SFT + PPO), drawn on the curve for reference."""
@@ -305,8 +305,7 @@ def restore(run: Run, checkpoint: Path) -> None:
 
 def checkpoint_bytes(run: Run) -> int:
     """What one checkpoint of this run takes on disk: the trained tensors and Adam's two moments."""
-    trained = sum(p.numel() * p.element_size() for p in run.policy.parameters() if p.requires_grad)
-    return 3 * trained
+    return 3 * parameter_bytes(p for p in run.policy.parameters() if p.requires_grad)
 
 
 def trained_policy(run_dir: str | Path) -> tuple[Policy, TrainConfig]:

@@ -20,6 +20,7 @@ A model folder is data from elsewhere, and loading it must never be a way to run
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +33,6 @@ from safetensors import SafetensorError, safe_open
 from vlmrl.errors import Notice, UsageError, first_line
 from vlmrl.policy.families import FAMILIES, family_for_model_type
 
-SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 CODE_CONFIGS = (
@@ -166,7 +166,7 @@ def _stored_parameters(folder: Path, file: Path) -> int:
     """Parameters in one safetensors file, from its header; a damaged file is one line."""
     try:
         with safe_open(str(file), framework="pt") as weights:
-            return sum(_numel(weights.get_slice(key).get_shape()) for key in weights.keys())
+            return sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())
     except (SafetensorError, OSError) as error:
         reason = " ".join(str(error).split())
         raise UsageError(
@@ -175,16 +175,9 @@ def _stored_parameters(folder: Path, file: Path) -> int:
         ) from None
 
 
-def _numel(shape: list[int]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
-
-
-def check_sizes(folder: ModelFolder, config: Any) -> int:
-    """The parameter count of the model `config` describes, built on the meta device; refuses a
-    config whose model differs from the stored weights by more than `SIZE_TOLERANCE`."""
+def check_sizes(folder: ModelFolder, config: Any) -> None:
+    """Refuse a config whose model (built on the meta device, to count its parameters) differs from
+    the stored weights by more than `SIZE_TOLERANCE`."""
     import torch
     from transformers import AutoModelForImageTextToText
 
@@ -203,7 +196,6 @@ def check_sizes(folder: ModelFolder, config: Any) -> int:
             f"but its weights hold {_count(stored)} parameters; the config is not the one these weights came with "
             "(sizes such as hidden_size or num_hidden_layers missing or changed): use the checkpoint's own config.json"
         )
-    return described
 
 
 def check_loaded(folder: ModelFolder, info: dict[str, Any]) -> None:
