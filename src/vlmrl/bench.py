@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
 from vlmrl.games import get_task, make_env
 
 
-def env_steps_per_second(name: str, steps: int = 2000, seed: int = 0) -> dict[str, float]:
+def env_steps_per_second(
+    name: str, steps: int = 2000, seed: int = 0, env_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Random legal actions for `steps` steps, resetting whenever an episode ends; every step draws its image."""
-    env = make_env(name)
+    env = make_env(name, **(env_kwargs or {}))
     task = get_task(name)
     rng = np.random.default_rng(seed)
     start = time.perf_counter()

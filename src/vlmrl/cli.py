@@ -30,8 +30,9 @@ SPLIT_HELP = (
     "or valid_unseen (held-out rooms)"
 )
 ENV_KWARGS_HELP = (
-    "the game's keyword arguments as a YAML mapping, like env_kwargs of `vlmrl train`, "
-    "e.g. '{split: valid_unseen, goal_reward: level}' or '{data: my_games, engine: thor}'"
+    "the game's keyword arguments as a YAML mapping, like env_kwargs of `vlmrl train`, e.g. '{rules: rl4vlm}' "
+    "(a card game under the original release's rules), '{split: valid_unseen, goal_reward: level}' or "
+    "'{data: my_games, engine: thor}'"
 )
 OVERWRITE_HELP = (
     "the run folder holds an earlier run: delete it first (without this, a run folder that is not empty is "
@@ -197,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     env.add_argument("--env", action="append", help=f"{GAME_HELP} (repeatable; default: the four card games)")
     env.add_argument("--steps", type=positive_int, default=2000, help="steps per game (default: 2000)")
+    env.add_argument("--split", help=SPLIT_HELP)
+    env.add_argument("--env-kwargs", metavar="YAML", help=ENV_KWARGS_HELP)
     env.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     learn = what.add_parser(
         "learn",
@@ -439,11 +442,13 @@ def command_bench_env(args: argparse.Namespace) -> None:
     from vlmrl.games import game_names, get_task
 
     names = [get_task(name).name for name in (args.env or game_names())]
-    rows = [env_steps_per_second(name, args.steps) for name in names]
+    env_kwargs = env_kwargs_of(args, names)
+    rows = [env_steps_per_second(name, args.steps, env_kwargs=env_kwargs) for name in names]
     if args.json:
-        print(json.dumps({"bench": "env", "results": rows}))
+        print(json.dumps({"bench": "env", "results": rows} | ({"env_kwargs": env_kwargs} if env_kwargs else {})))
         return
-    table = Table(title=f"environment speed ({args.steps} random-action steps per game, images drawn)")
+    title = f"environment speed ({args.steps} random-action steps per game, images drawn)"
+    table = Table(title=title + (f", {describe_kwargs(env_kwargs)}" if env_kwargs else ""))
     for column in ("game", "steps/s", "episodes", "seconds"):
         table.add_column(column, justify="right")
     for row in rows:

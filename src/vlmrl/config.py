@@ -59,7 +59,7 @@ class TrainConfig:
     )
     invalid_penalty: float = knob(-1.0, "reward of an unparseable answer when invalid_action is penalty")
     env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
-        None, "keyword arguments of the training environments (null: the game's defaults), e.g. {split: train}"
+        None, "keyword arguments of the training environments (null: the game's defaults), e.g. {rules: rl4vlm}"
     )
     eval_env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
         None, "keyword arguments of the evaluation environments (null: env_kwargs), e.g. {split: valid_unseen}"
@@ -388,7 +388,7 @@ def check_env_kwargs(env: str, key: str, kwargs: dict | None) -> None:
 
     try:
         make_env(env, **(kwargs or {})).close()
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # an unknown keyword; a value out of range (rules: foo)
         # gymnasium appends where the error was raised ("... was raised from the environment creator
         # for vlmrl/NumberLine-v0 with kwargs (...)"): the key and kwargs are named here already
         reason = str(error).split(" was raised from the environment creator")[0]

@@ -48,7 +48,7 @@ class SFTConfig:
     epsilon: float = knob(0.5, "with behaviour epsilon: probability of a random action instead of the expert's")
     episodes: int = knob(200, "demonstration episodes (each step is one example)")
     env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
-        None, "keyword arguments of the game's environment (null: its defaults), e.g. {split: train}"
+        None, "keyword arguments of the game's environment (null: its defaults), e.g. {rules: rl4vlm}"
     )
     heldout_fraction: float = knob(0.1, "fraction of episodes kept out of training, for validity and accuracy")
     seed: int = knob(

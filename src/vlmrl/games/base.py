@@ -29,22 +29,34 @@ from PIL import Image
 from vlmrl.games.parsing import Parsed, format_answer, parse_action
 
 IMAGE_SIZE = 300
+RULE_SETS = ("vlmrl", "rl4vlm")
+"""The rule sets every card game plays: vlmrl's own (the default) and the original release's."""
+DEFAULT_RULES = "vlmrl"
+
+
+def check_rules(rules: object) -> str:
+    """`rules` if it names a rule set; otherwise a ValueError naming the choices."""
+    if rules not in RULE_SETS:
+        raise ValueError(f"rules must be {' or '.join(map(repr, RULE_SETS))}, not {rules!r}")
+    return str(rules)
 
 
 class GameEnv(gym.Env):
     """A game whose observation is the image `draw()` paints of the current state.
 
     All randomness goes through `self.np_random`, which only `reset(seed=...)` seeds: the
-    same seed deals the same episode. `max_steps` bounds every episode (truncation).
+    same seed deals the same episode. `max_steps` bounds every episode (truncation). `rules`
+    is the rule set the game plays (see the module docstring).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 2}
     max_steps: int
 
-    def __init__(self, render_mode: str | None = None) -> None:
+    def __init__(self, render_mode: str | None = None, rules: str = DEFAULT_RULES) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', not {render_mode!r}")
         self.render_mode = render_mode
+        self.rules = check_rules(rules)
         self.observation_space = spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
 
     @abstractmethod

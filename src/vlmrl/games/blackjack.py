@@ -9,6 +9,9 @@ Rules: hitting past 21 loses at once. On "stand" the dealer draws until reaching
 (standing on every 17, soft 17 included); then the higher total wins. A natural pays like any
 win; no double, split or surrender.
 Reward: +1 win, -1 loss or bust, 0 draw. Success: the player wins.
+Under ``rules="rl4vlm"`` a card worth 10 is shown as J, Q or K (uniformly), never as a 10, as
+in the original; the values dealt, and so every rule, reward and the ceiling, are the same.
+(The original also put the dealer's hole card into `info`; no rule set copies that.)
 Ceiling: the highest probability of winning any policy reaches, by exact dynamic
 programming over the infinite deck (`WinProbabilities`); the expert plays that policy.
 """
@@ -23,10 +26,11 @@ import gymnasium as gym
 from gymnasium import spaces
 from PIL import Image, ImageDraw
 
-from vlmrl.games.base import ANSWER_FORMAT_LINE, GameEnv, Task, json_template
+from vlmrl.games.base import ANSWER_FORMAT_LINE, DEFAULT_RULES, GameEnv, Task, json_template
 from vlmrl.games.cards import Card, blank_table, draw_row, font, random_card, value_probabilities
 
 STAND, HIT = 0, 1
+FACES = ("J", "Q", "K")
 DEALER_STANDS_AT = 17
 CARD_VALUES = value_probabilities()
 
@@ -104,8 +108,8 @@ def best_win_rate() -> Fraction:
 class BlackjackEnv(GameEnv):
     max_steps = 30  # never reached: a hand busts after at most 21 hits
 
-    def __init__(self, render_mode: str | None = None) -> None:
-        super().__init__(render_mode)
+    def __init__(self, render_mode: str | None = None, rules: str = DEFAULT_RULES) -> None:
+        super().__init__(render_mode, rules)
         self.action_space = spaces.Discrete(2)
         self.player: list[Card] = []
         self.dealer: list[Card] = []
@@ -113,7 +117,10 @@ class BlackjackEnv(GameEnv):
         self.steps = 0
 
     def _draw_card(self) -> Card:
-        return random_card(self.np_random)
+        card = random_card(self.np_random)
+        if self.rules == "rl4vlm" and card.rank == "10":
+            card = random_card(self.np_random, FACES)  # the original shows every ten as a face card
+        return card
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

@@ -57,12 +57,6 @@ def random_card(rng: np.random.Generator, ranks: tuple[str, ...] = RANKS) -> Car
     return Card(ranks[int(rng.integers(len(ranks)))], SUITS[int(rng.integers(len(SUITS)))])
 
 
-def card_with_value(value: int, rng: np.random.Generator) -> Card:
-    """A card of the given number, its rank uniform among those worth it (10, J, Q, K for 10)."""
-    ranks = tuple(r for r in RANKS if rank_value(r) == value)
-    return random_card(rng, ranks)
-
-
 @lru_cache(maxsize=32)
 def font(size: int) -> ImageFont.FreeTypeFont:
     """Pillow's built-in FreeType font at a pixel size (cached: loading it is not free)."""

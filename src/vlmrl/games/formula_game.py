@@ -1,16 +1,24 @@
 """The shared mechanics of EZPoints and Points24: build a formula from the cards, one element a step.
 
 Actions are the numbers "1".."10", the game's operators (and parentheses), and "=".
+Under vlmrl's rules (the default):
 - A number that is not among the cards not yet used: reward -1, the formula is unchanged and
   the episode goes on.
-- Any other number or operator is appended to the formula; a formula longer than the
-  game's bound ends the episode (truncated) with reward -1.
-- "=" ends the episode (terminated): +10 when the formula is valid, equals the target and
-  uses every card exactly once; -1 otherwise. Formulas are evaluated by
-  `vlmrl.games.formula.evaluate` over exact rationals (adjacent numbers are invalid).
-- `max_steps` bounds the episode length (truncated, reward unchanged) so that an agent that
-  keeps naming absent numbers cannot loop forever; the reference has no such bound and the
-  expert never comes near it.
+- Any other number or operator is appended to the formula; the element that makes the formula
+  longer than the game's bound ends the episode (truncated) with reward -1.
+- `max_steps` bounds the episode length (truncated, reward unchanged), so that an agent that
+  keeps naming absent numbers cannot loop forever.
+Under ``rules="rl4vlm"`` (the original release's):
+- A number that is absent or used up costs -1 and appends a blank element, which counts
+  toward the bound (and is ignored by the evaluation, as the original's `eval` ignored spaces).
+- The element that makes the formula longer than the bound is accepted (reward 0, or -1 for a
+  blank); the next action, whatever it is, truncates the episode with -1. Every action thus
+  lengthens the formula or ends the episode: no episode lasts more than bound + 2 steps.
+- The image shows the current formula below the cards, as the original's did.
+In both, "=" ends the episode (terminated): +10 when the formula is valid, equals the target and
+uses every card exactly once; -1 otherwise. Formulas are evaluated by
+`vlmrl.games.formula.evaluate` over exact rationals (adjacent numbers are invalid, no unary
+signs, no ``**`` or ``//``), where the original called Python's `eval` (see the README's table).
 Success: "=" on a correct formula.
 """
 
@@ -22,14 +30,17 @@ from typing import Any
 
 import gymnasium as gym
 from gymnasium import spaces
+from PIL import Image, ImageDraw
 
-from vlmrl.games.base import ANSWER_FORMAT_LINE, GameEnv, Task, json_template
-from vlmrl.games.cards import Card
+from vlmrl.games.base import ANSWER_FORMAT_LINE, DEFAULT_RULES, GameEnv, Task, json_template
+from vlmrl.games.cards import Card, font
 from vlmrl.games.formula import evaluate, solutions
 
 NUMBER_NAMES = tuple(str(n) for n in range(1, 11))
 WIN_REWARD = 10.0
 PENALTY = -1.0
+BLANK = " "
+"""The element the original appends for a number that is not available (rules="rl4vlm")."""
 
 
 class FormulaGameEnv(GameEnv):
@@ -41,14 +52,17 @@ class FormulaGameEnv(GameEnv):
     """Binary operators allowed in the formula (parentheses come with "(" and ")" actions)."""
     extra_symbols: tuple[str, ...] = ()
     max_formula_length: int
+    """The most elements a formula that "=" evaluates may have."""
     action_names: tuple[str, ...]
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         cls.action_names = NUMBER_NAMES + tuple(cls.operators) + cls.extra_symbols + ("=",)
 
-    def __init__(self, render_mode: str | None = None) -> None:
-        super().__init__(render_mode)
+    def __init__(self, render_mode: str | None = None, rules: str = DEFAULT_RULES) -> None:
+        super().__init__(render_mode, rules)
+        if self.rules == "rl4vlm":
+            self.max_steps = self.max_formula_length + 2  # the bound the original's length rule implies
         self.action_space = spaces.Discrete(len(self.action_names))
         self.cards: list[Card] = []
         self.formula: list[str] = []
@@ -63,6 +77,11 @@ class FormulaGameEnv(GameEnv):
     def values(self) -> list[int]:
         return [card.value for card in self.cards]
 
+    @property
+    def expression(self) -> list[str]:
+        """The formula without its blank elements: what "=" evaluates."""
+        return [element for element in self.formula if element != BLANK]
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.cards = self.deal()
@@ -73,19 +92,24 @@ class FormulaGameEnv(GameEnv):
 
     def step(self, action):
         name = self.action_names[int(action)]
+        original = self.rules == "rl4vlm"
         self.steps += 1
         reward, terminated, truncated, success = 0.0, False, False, False
-        if name == "=":
-            success = self.is_correct(self.formula)
+        if original and len(self.formula) > self.max_formula_length:
+            reward, truncated = PENALTY, True  # the original truncates on the action after the overlong element
+        elif name == "=":
+            success = self.is_correct(self.expression)
             reward = WIN_REWARD if success else PENALTY
             terminated = True
         elif name in NUMBER_NAMES and int(name) not in self.remaining:
             reward = PENALTY
+            if original:
+                self.formula.append(BLANK)
         else:
             if name in NUMBER_NAMES:
                 self.remaining.remove(int(name))
             self.formula.append(name)
-            if len(self.formula) > self.max_formula_length:
+            if not original and len(self.formula) > self.max_formula_length:
                 reward, truncated = PENALTY, True
         if not (terminated or truncated) and self.steps >= self.max_steps:
             truncated = True
@@ -104,6 +128,20 @@ class FormulaGameEnv(GameEnv):
             "formula": "".join(self.formula),
             "remaining": list(self.remaining),
         }
+
+    def draw_formula(self, image: Image.Image, top: int, size: int) -> None:
+        """The formula as the original showed it, "Formula:" and its elements apart, wrapped to the width."""
+        draw = ImageDraw.Draw(image)
+        lines, line = [], "Formula:"
+        for element in self.formula:
+            candidate = f"{line} {element}"
+            if draw.textlength(candidate, font=font(size)) > image.width - 20:
+                lines.append(line)
+                candidate = element
+            line = candidate
+        lines.append(line)
+        for row, text in enumerate(lines):
+            draw.text((10, top + row * (size + 4)), text, font=font(size), fill=(255, 255, 255))
 
 
 @lru_cache(maxsize=4096)
@@ -161,21 +199,24 @@ class FormulaTask(Task):
 
         The expert writes the shortest solution (fewest parentheses) the exhaustive solver
         finds; from a formula someone else started it continues any solution that the
-        formula is a prefix of, and knows none when there is no such solution.
+        formula is a prefix of and that still fits the length bound (blank elements count
+        toward it under rules="rl4vlm"), and knows none when there is no such solution.
         """
         game = env.unwrapped
-        done = tuple(game.formula)
+        done = tuple(game.expression)
+        room = game.max_formula_length - len(game.formula)
         for candidate in _solutions(tuple(game.values), game.target, game.operators):
-            if candidate[: len(done)] == done:
+            if candidate[: len(done)] == done and len(candidate) - len(done) <= room:
                 return candidate
         return None
 
     def expert_action(self, env: gym.Env) -> int:
         game = env.unwrapped
         plan = self.plan(env)
-        if plan is None or len(plan) == len(game.formula):
+        done = len(game.expression)
+        if plan is None or len(plan) == done:
             return self.action_names.index("=")
-        return self.action_names.index(plan[len(game.formula)])
+        return self.action_names.index(plan[done])
 
     def reasoning(self, env: gym.Env, action: int, argued: bool | None = None) -> str:
         game = env.unwrapped

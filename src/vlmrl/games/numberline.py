@@ -2,10 +2,14 @@
 
 Observation: a 300x300 image that reads "Target: g" above "Current: c", both in 0..5.
 Actions: 0 = "-" (subtract one), 1 = "+" (add one); the current number stays in 0..5.
-Deal: target and current uniform on 0..5, redrawn until they differ.
+Deal: target and current uniform on 0..5, redrawn until they differ: each of the 30 pairs
+has probability 1/30. Under ``rules="rl4vlm"`` the original's deal: current and target
+uniform on 0..5, and when they are equal the target becomes (target + 1) % 5 (sic, modulo 5),
+so the six pairs (0,1), (1,2), (2,3), (3,4), (4,0), (5,1) have probability 2/36, the other 24
+1/36 (`deal_probabilities`). Nothing else differs between the rule sets.
 Reward: +1 and the episode terminates when the current number reaches the target; -1 when
 a step did not bring it closer; 0 otherwise. Truncated after 10 steps.
-Success: the target is reached. Ceiling: 1 (at most 5 steps are ever needed).
+Success: the target is reached. Ceiling: 1 under both rule sets (at most 5 steps are ever needed).
 """
 
 from __future__ import annotations
@@ -17,27 +21,48 @@ import gymnasium as gym
 from gymnasium import spaces
 from PIL import Image, ImageDraw
 
-from vlmrl.games.base import ANSWER_FORMAT_LINE, GameEnv, Task, json_template
+from vlmrl.games.base import ANSWER_FORMAT_LINE, DEFAULT_RULES, GameEnv, Task, check_rules, json_template
 from vlmrl.games.cards import draw_text_centered
 
 LOW, HIGH = 0, 5
+NUMBERS = range(LOW, HIGH + 1)
+
+
+def deal_probabilities(rules: str = DEFAULT_RULES) -> dict[tuple[int, int], Fraction]:
+    """P(a deal starts at (current, target)) under a rule set, exactly."""
+    if check_rules(rules) == "vlmrl":
+        pairs = [(c, g) for c in NUMBERS for g in NUMBERS if c != g]
+        return {pair: Fraction(1, len(pairs)) for pair in pairs}
+    probabilities: dict[tuple[int, int], Fraction] = {}
+    for current in NUMBERS:
+        for drawn in NUMBERS:
+            target = (drawn + 1) % HIGH if drawn == current else drawn
+            pair = (current, target)
+            probabilities[pair] = probabilities.get(pair, Fraction(0)) + Fraction(1, len(NUMBERS) ** 2)
+    return probabilities
 
 
 class NumberLineEnv(GameEnv):
     max_steps = 10
 
-    def __init__(self, render_mode: str | None = None) -> None:
-        super().__init__(render_mode)
+    def __init__(self, render_mode: str | None = None, rules: str = DEFAULT_RULES) -> None:
+        super().__init__(render_mode, rules)
         self.action_space = spaces.Discrete(2)
         self.target = self.current = 0
         self.steps = 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        self.target = int(self.np_random.integers(LOW, HIGH + 1))
-        self.current = self.target
-        while self.current == self.target:
+        if self.rules == "rl4vlm":
             self.current = int(self.np_random.integers(LOW, HIGH + 1))
+            self.target = int(self.np_random.integers(LOW, HIGH + 1))
+            if self.target == self.current:
+                self.target = (self.target + 1) % HIGH  # the original's modulo 5 (not 6)
+        else:
+            self.target = int(self.np_random.integers(LOW, HIGH + 1))
+            self.current = self.target
+            while self.current == self.target:
+                self.current = int(self.np_random.integers(LOW, HIGH + 1))
         self.steps = 0
         return self.observation(), self.state_info()
 

@@ -4,9 +4,12 @@ Observation: a 300x300 image of four playing cards in a 2x2 grid (A = 1; J, Q, K
 Actions (17): "1".."10" (ids 0..9), "+", "-", "*", "/", "(", ")" (10..15), "=" (16).
 Deal: four ranks uniform on A..K, suits uniform. Deals are NOT always solvable.
 Rewards and termination: see `vlmrl.games.formula_game`; formulas of more than 20 elements
-are truncated with -1, episodes end after 40 steps. Success: "=" on a correct formula.
+are truncated with -1; episodes end after 40 steps (vlmrl) or, as in the original, within 22
+(rl4vlm: absent numbers append blanks, truncation one step after the 21st element). Under
+rl4vlm the image shows the current formula below smaller cards. Success: "=" on a correct formula.
 Ceiling: the exact probability that a deal is solvable, by enumerating every deal (each
-card worth 1..9 with probability 1/13, 10 with 4/13) with the exhaustive solver.
+card worth 1..9 with probability 1/13, 10 with 4/13) with the exhaustive solver; the same
+under both rule sets (they deal alike, and no solution needs more than 11 elements).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from vlmrl.games.formula_game import FormulaGameEnv, FormulaTask
 
 GRID = ((20, 12), (160, 12), (20, 156), (160, 156))
 CARD_W, CARD_H = 120, 132
+RL4VLM_GRID = ((30, 6), (160, 6), (30, 114), (160, 114))  # smaller cards: room for the formula below
+RL4VLM_CARD_W, RL4VLM_CARD_H = 110, 102
 
 
 class Points24Env(FormulaGameEnv):
@@ -38,8 +43,13 @@ class Points24Env(FormulaGameEnv):
 
     def draw(self) -> Image.Image:
         image = blank_table()
-        for card, (x, y) in zip(self.cards, GRID, strict=False):
-            draw_card(image, (x, y, x + CARD_W, y + CARD_H), card)
+        if self.rules == "rl4vlm":
+            for card, (x, y) in zip(self.cards, RL4VLM_GRID, strict=False):
+                draw_card(image, (x, y, x + RL4VLM_CARD_W, y + RL4VLM_CARD_H), card)
+            self.draw_formula(image, top=226, size=18)
+        else:
+            for card, (x, y) in zip(self.cards, GRID, strict=False):
+                draw_card(image, (x, y, x + CARD_W, y + CARD_H), card)
         return image
 
 
