@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from vlmrl.checkpoint import load_weights
-from vlmrl.cli import main
+from vlmrl.cli import learn_table, main
 from vlmrl.games import EVAL_SEED_BASE, get_task, make_env
 from vlmrl.learn import learn
 from vlmrl.policy import load_policy
@@ -43,7 +43,7 @@ def test_the_pipeline_evaluates_every_stage_on_the_same_heldout_deals(pipeline):
     assert [stage["stage"] for stage in summary["stages"]] == ["untrained", "sft", "rl"]
     for stage in summary["stages"]:
         assert stage["episodes"] == 3 and 0.0 <= stage["success_rate"] <= 1.0
-    assert summary["eval_seeds"] == [EVAL_SEED_BASE, EVAL_SEED_BASE + 2]
+    assert summary["eval_seeds"] == [EVAL_SEED_BASE, EVAL_SEED_BASE + 2] and summary["eval_env_kwargs"] == {}
     assert summary["ceiling"] == 1.0 and summary["paper_rl4vlm"] == pytest.approx(0.894)
     assert summary["env_steps"] == 8
     assert json.loads((out / "summary.json").read_text()) == summary
@@ -86,10 +86,13 @@ def test_bench_learn_rejects_an_override_without_a_stage(capsys):
     assert error == "vlmrl: error: override 'lr=1e-3' must read sft.key=value or rl.key=value"
 
 
-def test_bench_learn_can_leave_out_the_untrained_row(tiny_llava, tmp_path, capsys):
+def test_bench_learn_can_leave_out_the_untrained_row_and_play_the_original_rules(tiny_llava, tmp_path, capsys):
     overrides = [f"sft.model={tiny_llava}", *(f"sft.{o}" for o in SFT), *(f"rl.{o}" for o in RL)]
+    overrides += ["sft.env_kwargs={rules: rl4vlm}", "rl.env_kwargs={rules: rl4vlm}"]
     argv = ["bench", "learn", "--env", "numberline", "--out", str(tmp_path), "--episodes", "2", "--json"]
     assert main([*argv, "--skip-untrained", *overrides]) == 0
     summary = json.loads(capsys.readouterr().out)
+    assert summary["eval_env_kwargs"] == {"rules": "rl4vlm"}
+    assert "numberline (rules=rl4vlm): 2 held-out episodes" in learn_table(summary).title
     assert [stage["stage"] for stage in summary["stages"]] == ["sft", "rl"]
     assert summary["stages"][0]["episodes"] == 2

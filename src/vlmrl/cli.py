@@ -487,8 +487,10 @@ def command_bench_learn(args: argparse.Namespace) -> None:
 def learn_table(summary: dict) -> Table:
     """The success of each stage beside the ceiling and the paper's RL4VLM."""
     minutes = summary["seconds"] / 60
+    env_kwargs = summary.get("eval_env_kwargs")
     table = Table(
-        title=f"{summary['env']}: {summary['episodes']} held-out episodes per row "
+        title=f"{summary['env']}{f' ({describe_kwargs(env_kwargs)})' if env_kwargs else ''}: "
+        f"{summary['episodes']} held-out episodes per row "
         f"(PPO {summary['env_steps']:,} env steps; {minutes:.1f} min in all)"
     )
     for column in ("model", "success", "95% CI", "invalid answers", "training time"):

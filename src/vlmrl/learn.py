@@ -112,6 +112,7 @@ def pipeline(
         "env": task.name,
         "episodes": episodes,
         "eval_seeds": [EVAL_SEED_BASE, EVAL_SEED_BASE + episodes - 1],
+        "eval_env_kwargs": train_config.heldout_env_kwargs,
         "ceiling": float(task.ceiling()),
         "paper_rl4vlm": PAPER_RESULTS.get(task.name),
         "sft_examples": json.loads((sft_dir / "summary.json").read_text()).get("examples"),
