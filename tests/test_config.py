@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlmrl.config import CONFIG_DIR, TrainConfig, load_config
+from vlmrl.config import TrainConfig, load_config
 from vlmrl.errors import UsageError
 
 GAMES = ["numberline", "ezpoints", "points24", "blackjack"]
@@ -16,7 +16,7 @@ GAMES = ["numberline", "ezpoints", "points24", "blackjack"]
 def test_every_game_has_a_cpu_preset_and_a_paper_preset(game):
     cpu = load_config(env=game)
     assert cpu.env == game and cpu.model is None
-    paper = load_config(CONFIG_DIR / "paper" / f"{game}-llava-7b.yaml")
+    paper = load_config(f"paper/{game}-llava-7b")
     assert (paper.lora_rank, paper.lora_alpha, paper.cot_lambda, paper.clip, paper.gamma) == (128, 256, 0.5, 0.1, 0.9)
     assert paper.steps_per_update == (512 if game in ("numberline", "blackjack") else 1024)
     assert (paper.lr, paper.max_grad_norm, paper.grad_accum, paper.ppo_epochs) == (1e-5, 0.01, 128, 4)
@@ -73,7 +73,7 @@ def test_bad_files_are_one_clear_line(tmp_path: Path):
     unknown.write_text("env: numberline\nlearning_rate: 0.1\n")
     with pytest.raises(UsageError, match=r"unknown key 'learning_rate' in .*unknown\.yaml"):
         load_config(unknown)
-    with pytest.raises(UsageError, match="cannot read config"):
+    with pytest.raises(UsageError, match=r"missing\.yaml' is neither a file nor a shipped preset; shipped presets: al"):
         load_config(tmp_path / "missing.yaml")
 
 
@@ -185,3 +185,17 @@ def test_any_override_text_is_a_config_or_one_line(key, text):
         assert len(str(error).splitlines()) == 1
     else:
         config.run_dir()
+
+
+def test_presets_are_named_like_files_and_a_missing_one_is_one_line(monkeypatch, tmp_path):
+    import vlmrl.config as config_module
+
+    assert load_config("paper/ezpoints-llava-7b.yaml") == load_config("paper/ezpoints-llava-7b")
+    local = tmp_path / "paper" / "ezpoints-llava-7b.yaml"  # a file of the same name wins over the preset
+    local.parent.mkdir()
+    local.write_text("env: ezpoints\nlr: 3.0e-4\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config("paper/ezpoints-llava-7b.yaml").lr == 3e-4
+    monkeypatch.setattr(config_module, "preset", lambda name: None)
+    with pytest.raises(UsageError, match=r"^no preset 'blackjack' is shipped; presets: alfworld, blackjack, ezpoints"):
+        load_config(env="blackjack")

@@ -138,8 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes RUN_DIR/config.yaml, metrics.jsonl, TensorBoard events, curve.png and checkpoints/step-N/.",
     )
     source = train.add_mutually_exclusive_group()
-    source.add_argument("--config", help="a YAML config (e.g. configs/numberline.yaml, configs/paper/...)")
-    source.add_argument("--env", help=f"{GAME_HELP}: use that game's preset configs/<game>.yaml")
+    source.add_argument(
+        "--config", help="a YAML config file, or a shipped preset's name (e.g. paper/ezpoints-llava-7b; see --help)"
+    )
+    source.add_argument("--env", help=f"{GAME_HELP}: use that game's shipped preset (`<game>`)")
     source.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest intact checkpoint")
     train.add_argument("--init", metavar="SFT_RUN", help="start from a `vlmrl sft` run (or a model folder)")
     train.add_argument(
@@ -157,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes RUN_DIR/model/ (what `vlmrl train --init RUN_DIR` starts from), metrics.jsonl and summary.json.",
     )
     sft_source = sft.add_mutually_exclusive_group()
-    sft_source.add_argument("--config", help="a YAML config")
-    sft_source.add_argument("--env", help=f"{GAME_HELP}: use that game's preset configs/sft/<game>.yaml")
+    sft_source.add_argument("--config", help="a YAML config file, or a shipped preset's name (e.g. sft/ezpoints)")
+    sft_source.add_argument("--env", help=f"{GAME_HELP}: use that game's shipped preset (`sft/<game>`)")
     sft.add_argument("--behaviour", choices=("expert", "random", "epsilon"), help="who plays the demonstrations")
     sft.add_argument("--episodes", type=positive_int, help="demonstration episodes")
     sft.add_argument(
@@ -204,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     learn = what.add_parser(
         "learn",
         help="the preset SFT + PPO pipeline on one game, judged on held-out deals",
-        description="Supervised warm-up (configs/sft/<game>.yaml), then PPO from it (configs/<game>.yaml), on the "
+        description="Supervised warm-up (the preset sft/<game>), then PPO from it (the preset <game>), on the "
         "CPU by default. The model before training, after SFT and after RL are evaluated on the same held-out "
         "deals; prints their success rates beside the ceiling and the paper's, env steps and wall time.",
     )

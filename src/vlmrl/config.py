@@ -1,5 +1,5 @@
-"""The knobs of a PPO run: one dataclass whose fields carry their help text, YAML presets in
-`configs/`, and `key=value` overrides on the command line.
+"""The knobs of a PPO run: one dataclass whose fields carry their help text, YAML presets shipped
+in the package (`vlmrl.presets`), and `key=value` overrides on the command line.
 
 Anything wrong (an unknown key, a value of the wrong type, an impossible value) is one
 `UsageError` line naming the key and what would be right, raised before any work starts.
@@ -12,17 +12,15 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from vlmrl.errors import UsageError
+from vlmrl.presets import preset, preset_names
 from vlmrl.seeds import EVAL_SEED_BASE
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-"""The presets shipped with the source tree (`configs/<game>.yaml`, `configs/paper/...`)."""
-
 
 GAME_HELP = "game: numberline, ezpoints, points24, blackjack or alfworld (an optional extra)"
 """The games' names for help texts (kept here, not derived from `vlmrl.games`, so that the
@@ -186,42 +184,68 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path | Traversable, name: str | None = None) -> dict[str, Any]:
+    """A YAML mapping from a file or a shipped preset; `name` is what errors call it."""
+    name = str(path) if name is None else name
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise UsageError(f"cannot read config {str(path)!r}: {error.strerror}") from None
+        raise UsageError(f"cannot read config {name!r}: {error.strerror}") from None
     except UnicodeDecodeError:
-        raise UsageError(f"config {str(path)!r} is not text (YAML is UTF-8); is it the right file?") from None
+        raise UsageError(f"config {name!r} is not text (YAML is UTF-8); is it the right file?") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"config {str(path)!r} is not valid YAML{where}") from None
+        raise UsageError(f"config {name!r} is not valid YAML{where}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UsageError(f"config {str(path)!r} must be a mapping of key: value lines")
+        raise UsageError(f"config {name!r} must be a mapping of key: value lines")
     return data
 
 
+def config_source(path: str | Path) -> tuple[Path | Traversable, str]:
+    """A config file, or else the shipped preset of that name (``paper/ezpoints-llava-7b``), with the
+    name errors call it; neither is one line listing the shipped presets."""
+    candidate = Path(path)
+    if candidate.exists():
+        return candidate, str(candidate)
+    shipped = preset(str(path))
+    if shipped is not None:
+        return shipped, f"preset {str(path).removesuffix('.yaml')}"
+    raise UsageError(
+        f"config {str(path)!r} is neither a file nor a shipped preset; shipped presets: {', '.join(preset_names())}"
+    )
+
+
+def game_preset(prefix: str, game: str) -> tuple[Traversable, str]:
+    """The shipped preset `prefix + game` (``sft/numberline``); a game without one is one line listing
+    the presets there are."""
+    shipped = preset(prefix + game)
+    if shipped is None:
+        have = [name for name in preset_names() if name.startswith(prefix) and "/" not in name[len(prefix) :]]
+        raise UsageError(f"no preset {prefix + game!r} is shipped; presets: {', '.join(have)}")
+    return shipped, f"preset {prefix + game}"
+
+
 def read_config(
-    kind: type[Config], path: str | Path | None, env: str | None, overrides: list[str], preset_dir: Path
+    kind: type[Config], path: str | Path | None, env: str | None, overrides: list[str], preset_prefix: str
 ) -> Config:
-    """A config of `kind` from a YAML file, or a game's preset in `preset_dir`, plus overrides."""
+    """A config of `kind` from a YAML file (or a shipped preset named like one), or a game's preset
+    `preset_prefix + game`, plus overrides."""
     values: dict[str, Any] = {}
     if path is not None:
-        source = Path(path)
-        for key, value in read_yaml(source).items():
-            values[key] = coerce(kind, str(key), value, str(source))
+        source, name = config_source(path)
+        for key, value in read_yaml(source, name).items():
+            values[key] = coerce(kind, str(key), value, name)
     elif env is not None:
         from vlmrl.games import get_task
 
-        name = get_task(env).name
-        preset = preset_dir / f"{name}.yaml"
-        if preset.is_file():
-            for key, value in read_yaml(preset).items():
-                values[key] = coerce(kind, str(key), value, str(preset))
-        values["env"] = name
+        game = get_task(env).name
+        source, name = game_preset(preset_prefix, game)
+        for key, value in read_yaml(source, name).items():
+            values[key] = coerce(kind, str(key), value, name)
+        values["env"] = game
     for text in overrides:
         key, value = parse_override(text)
         values[key] = coerce(kind, key, value, "the command line")
@@ -230,7 +254,7 @@ def read_config(
 
 def load_config(path: str | Path | None = None, env: str | None = None, overrides: list[str] = ()) -> TrainConfig:
     """A validated PPO config from a YAML file, or the preset of a game, plus `key=value` overrides."""
-    config = read_config(TrainConfig, path, env, list(overrides), CONFIG_DIR)
+    config = read_config(TrainConfig, path, env, list(overrides), "")
     validate(config)
     return config
 

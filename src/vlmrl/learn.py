@@ -1,7 +1,7 @@
 """The whole recipe on one game: supervised warm-up, then PPO, each stage judged on held-out deals.
 
 This is what `make demo` and `vlmrl bench learn --env NAME` run, with the game's presets
-(`configs/sft/<game>.yaml`, then `configs/<game>.yaml` started from the SFT model). Three
+(the shipped presets `sft/<game>`, then `<game>` started from the SFT model). Three
 policies are evaluated on the same held-out seeds (from `EVAL_SEED_BASE` up, which training
 never deals) with the same sampling settings (the PPO preset's evaluation temperature):
 the model before any training, after SFT, and after RL. The run folder holds both stages'

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlmrl.config import CONFIG_DIR, GAME_HELP, check_env_kwargs, check_fields, knob, read_config, save_config
+from vlmrl.config import GAME_HELP, check_env_kwargs, check_fields, knob, read_config, save_config
 from vlmrl.errors import UsageError
 from vlmrl.games import EVAL_SEED_BASE, Task, get_task, make_env
 from vlmrl.games.parsing import json_objects
@@ -90,7 +90,7 @@ class Demonstration:
 
 
 def load_sft_config(path: str | None = None, env: str | None = None, overrides: list[str] = ()) -> SFTConfig:
-    config = read_config(SFTConfig, path, env, list(overrides), CONFIG_DIR / "sft")
+    config = read_config(SFTConfig, path, env, list(overrides), "sft/")
     get_task(config.env)
     check_fields(config)
     if config.behaviour not in BEHAVIOURS:

@@ -320,7 +320,7 @@ def test_every_command_plays_the_rule_set_its_env_kwargs_name(capsys, tmp_path):
     import json
 
     from vlmrl.cli import main
-    from vlmrl.config import CONFIG_DIR, load_config
+    from vlmrl.config import load_config
     from vlmrl.rollout import Rollouts
     from vlmrl.sft import collect_demonstrations, load_sft_config
 
@@ -361,6 +361,6 @@ def test_every_command_plays_the_rule_set_its_env_kwargs_name(capsys, tmp_path):
     assert len({image.tobytes() for image in images["vlmrl"]}) == 1  # the same cards every step
 
     for game in TASKS:
-        paper = load_config(CONFIG_DIR / "paper" / f"{game}-llava-7b.yaml")
+        paper = load_config(f"paper/{game}-llava-7b")
         assert paper.env_kwargs == {"rules": "rl4vlm"} and paper.heldout_env_kwargs == {"rules": "rl4vlm"}
         assert load_config(env=game).env_kwargs is None  # the CPU presets: vlmrl's rules
