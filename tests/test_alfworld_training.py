@@ -96,7 +96,8 @@ def test_alfworld_demonstrations_parse_back_to_the_behaviour_action(alfworld, be
 
 
 def test_sft_on_alfworld_checks_held_out_answers_against_each_steps_admissible_commands(tiny_llava, tmp_path):
-    from vlmrl.sft import load_sft_config, sft
+    from vlmrl.config import load_sft_config
+    from vlmrl.sft import sft
 
     config = load_sft_config(
         env="alfworld",

@@ -150,3 +150,50 @@ def test_init_model_never_overwrites_a_folder_it_did_not_build(capsys, tmp_path)
     (tmp_path / "precious.txt").write_text("keep me")
     code, _, err = run(capsys, "init-model", "--family", "llava", "--out", str(tmp_path))
     assert code == 2 and "refusing to overwrite" in err and (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("command", ["train", "sft"])
+def test_help_lists_every_key_with_its_type_default_and_help(capsys, command):
+    import dataclasses
+
+    from vlmrl.config import SFTConfig, TrainConfig
+
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # help text wraps; compare words
+    kind = TrainConfig if command == "train" else SFTConfig
+    for item in dataclasses.fields(kind):
+        assert f" {item.name} (" in out, item.name
+        assert " ".join(item.metadata["help"].split()) in out, item.name
+    assert "lr (float, default 1.0e-05)" in out if command == "train" else "lr (float, default 0.0005)" in out
+    assert "lora (bool, default true)" in out if command == "train" else "lora (bool, default false)" in out
+    assert "model (str or null, default null)" in out
+
+
+def test_print_config_prints_the_resolved_config_and_runs_nothing(capsys, tmp_path, monkeypatch):
+    import yaml
+
+    from vlmrl.config import config_yaml, load_config, load_sft_config
+
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "train", "--env", "ezpoints", "--print-config", "lr=3e-4", "num_envs=2")
+    printed = yaml.safe_load(out)
+    assert code == 0 and printed["lr"] == 3e-4 and printed["num_envs"] == 2 and printed["env"] == "ezpoints"
+    assert out == config_yaml(load_config(env="ezpoints", overrides=["lr=3e-4", "num_envs=2"]))
+    saved = tmp_path / "printed.yaml"
+    saved.write_text(out)
+    assert load_config(saved) == load_config(env="ezpoints", overrides=["lr=3e-4", "num_envs=2"])
+    assert list(tmp_path.iterdir()) == [saved]  # no run folder was made
+
+    code, out, _ = run(capsys, "sft", "--env", "blackjack", "--print-config", "--episodes", "40")
+    assert code == 0 and out == config_yaml(load_sft_config(env="blackjack", overrides=["episodes=40"]))
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(config_yaml(load_config(env="numberline", overrides=["seed=7"])))
+    code, out, _ = run(capsys, "train", "--resume", str(run_dir), "--print-config")
+    assert code == 0 and yaml.safe_load(out)["seed"] == 7 and yaml.safe_load(out)["out"] == str(run_dir)
+
+    code, _, err = run(capsys, "train", "--env", "ezpoints", "--print-config", "learning_rate=1")
+    assert code == 2 and err.startswith("vlmrl: error: unknown key 'learning_rate' in the command line")

@@ -152,7 +152,7 @@ def test_cuda_on_a_machine_without_it_is_one_line(device):
     ],
 )
 def test_sft_values_are_checked_by_the_same_rules(overrides, message):
-    from vlmrl.sft import load_sft_config
+    from vlmrl.config import load_sft_config
 
     with pytest.raises(UsageError) as error:
         load_sft_config(env="numberline", overrides=overrides)

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from vlmrl.cli import main
+from vlmrl.config import load_sft_config
 from vlmrl.games import get_task, make_env
 from vlmrl.policy import load_policy
-from vlmrl.sft import answer_loss, collect_demonstrations, load_sft_config
+from vlmrl.sft import answer_loss, collect_demonstrations
 from vlmrl.train import setup
 
 GAMES = ["numberline", "ezpoints", "points24", "blackjack"]

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vlmrl import __version__
-from vlmrl.config import GAME_HELP
+from vlmrl.config import GAME_HELP, KEYS_HEADING, SFTConfig, TrainConfig, keys_help
 from vlmrl.errors import Notice, UsageError
 
 SPLIT_HELP = (
@@ -45,6 +45,18 @@ stderr = Console(stderr=True)
 def stdout_console() -> Console:
     """Tables for people: the terminal's width, or a width that fits our tables when piped."""
     return Console() if sys.stdout.isatty() else Console(width=120)
+
+
+class KeysHelpFormatter(argparse.HelpFormatter):
+    """Wraps descriptions as usual, and prints the list of config keys (an epilog) as it is laid out."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith(KEYS_HEADING):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+PRINT_CONFIG_HELP = "print the resolved config (preset or file, then overrides) as YAML and exit; nothing runs"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -136,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="PPO fine-tuning of a vision-language model on a game (the RL4VLM recipe). Start from a "
         "config file or a game's preset, change any key with key=value, or continue a stopped run with --resume. "
         "Writes RUN_DIR/config.yaml, metrics.jsonl, TensorBoard events, curve.png and checkpoints/step-N/.",
+        epilog=keys_help(TrainConfig),
+        formatter_class=KeysHelpFormatter,
     )
     source = train.add_mutually_exclusive_group()
     source.add_argument(
@@ -149,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=OVERWRITE_HELP,
     )
-    train.add_argument("overrides", nargs="*", metavar="key=value", help="config changes, e.g. lr=1e-4 num_envs=8")
+    train.add_argument("--print-config", action="store_true", help=PRINT_CONFIG_HELP)
+    train.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config changes, e.g. lr=1e-4 num_envs=8 (keys below)"
+    )
 
     sft = commands.add_parser(
         "sft",
@@ -157,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune on demonstrations from seeded episodes of a behaviour policy (expert, random, or "
         "epsilon-expert). Answers always describe the image correctly; thoughts and action follow the behaviour. "
         "Writes RUN_DIR/model/ (what `vlmrl train --init RUN_DIR` starts from), metrics.jsonl and summary.json.",
+        epilog=keys_help(SFTConfig),
+        formatter_class=KeysHelpFormatter,
     )
     sft_source = sft.add_mutually_exclusive_group()
     sft_source.add_argument("--config", help="a YAML config file, or a shipped preset's name (e.g. sft/ezpoints)")
@@ -168,7 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=OVERWRITE_HELP,
     )
-    sft.add_argument("overrides", nargs="*", metavar="key=value", help="config changes, e.g. lr=1e-3 epochs=3")
+    sft.add_argument("--print-config", action="store_true", help=PRINT_CONFIG_HELP)
+    sft.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config changes, e.g. lr=1e-3 epochs=3 (keys below)"
+    )
 
     init = commands.add_parser(
         "init-model",
@@ -379,8 +401,22 @@ def command_play(args: argparse.Namespace) -> None:
     )
 
 
+def command_train(args: argparse.Namespace) -> None:
+    overrides = args.overrides + ([f"init={args.init}"] if args.init else [])
+    if args.print_config:
+        from vlmrl.config import config_yaml, resolved_train_config
+
+        print(config_yaml(resolved_train_config(args.config, args.env, overrides, args.resume)), end="")
+        return
+    from vlmrl.train import main_train
+
+    run_dir = main_train(args.config, args.env, overrides, args.resume, args.overwrite)
+    print(f"run written to {run_dir}")
+
+
 def command_sft(args: argparse.Namespace) -> None:
-    from vlmrl.sft import load_sft_config, sft
+    from vlmrl.config import config_yaml, load_sft_config
+    from vlmrl.sft import sft
 
     if args.config is None and args.env is None:
         raise UsageError("give --config FILE or --env NAME")
@@ -389,7 +425,11 @@ def command_sft(args: argparse.Namespace) -> None:
         overrides.append(f"behaviour={args.behaviour}")
     if args.episodes:
         overrides.append(f"episodes={args.episodes}")
-    run_dir = sft(load_sft_config(args.config, args.env, overrides), overwrite=args.overwrite)
+    config = load_sft_config(args.config, args.env, overrides)
+    if args.print_config:
+        print(config_yaml(config), end="")
+        return
+    run_dir = sft(config, overwrite=args.overwrite)
     summary = json.loads((run_dir / "summary.json").read_text())
     print(
         f"{run_dir}/model written: {summary['examples']} examples, {summary['steps']} steps; held-out "
@@ -573,11 +613,7 @@ def run_command(argv: Sequence[str] | None) -> int:
         elif args.command == "play":
             command_play(args)
         elif args.command == "train":
-            from vlmrl.train import main_train
-
-            overrides = args.overrides + ([f"init={args.init}"] if args.init else [])
-            run_dir = main_train(args.config, args.env, overrides, args.resume, args.overwrite)
-            print(f"run written to {run_dir}")
+            command_train(args)
         elif args.command == "sft":
             command_sft(args)
         elif args.command == "init-model":

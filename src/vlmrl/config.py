@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -32,33 +33,62 @@ def knob(default: Any, help: str) -> Any:
 
 
 @dataclass
-class TrainConfig:
-    # --- what to train
+class RunConfig:
+    """What PPO and SFT both set: the game, the model and what of it trains, where the run goes.
+
+    `TrainConfig` and `SFTConfig` extend it; a subclass changes a shared key's default with
+    `default_of`, which keeps the key's one help text.
+    """
+
     env: str = knob("numberline", GAME_HELP)
     model: str | None = knob(None, "local Hugging Face model folder; empty: the embedded `demo` tiny model")
-    init: str | None = knob(None, "start from a `vlmrl sft` run (its model/ folder) or a model folder; replaces model")
-    seed: int = knob(0, "seed of everything: deals, sampling, mini-batches (0 to 2^30 - 1)")
+    seed: int = knob(
+        0,
+        "seed of everything: deals (SFT: demonstrations from seed to seed+episodes-1), sampling, batch order; "
+        "0 to 2^30 - 1",
+    )
     out: str = knob("runs/{env}", "run directory; {env} and {seed} are filled in")
     device: str = knob("auto", "auto (cuda if available), cpu, cuda or cuda:N")
+    env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
+        None, "keyword arguments of the game's environments (null: its defaults), e.g. {rules: rl4vlm}"
+    )
+    cot: bool = knob(True, "answers with a chain of thought before the action (false: the action alone)")
     # --- the policy
-    lora: bool = knob(True, "train LoRA adapters (true) or fine-tune the trained parts fully (false)")
+    lora: bool = knob(
+        True, "train LoRA adapters (SFT merges them into the saved model); false: fine-tune the trained parts fully"
+    )
     lora_rank: int = knob(128, "LoRA rank r")
     lora_alpha: int = knob(256, "LoRA alpha")
     lora_dropout: float = knob(0.05, "LoRA dropout")
     trainable: str = knob("all", "parts that train: language, language+projector or all")
+    max_new_tokens: int = knob(256, "longest generated answer, in tokens")
+    # --- optimisation
+    lr: float = knob(1e-5, "learning rate at the start of the cosine schedule (PPO: Adam; SFT: AdamW)")
+    max_grad_norm: float = knob(0.01, "gradient norm clip")
+    tensorboard: bool = knob(True, "also write TensorBoard event files")
+
+    def run_dir(self) -> Path:
+        return Path(self.out.format(env=self.env, seed=self.seed))
+
+
+def default_of(key: str, default: Any) -> Any:
+    """A shared key of `RunConfig` with another default, and its help text unchanged."""
+    return field(default=default, metadata=RunConfig.__dataclass_fields__[key].metadata)
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """A PPO run (`vlmrl train`)."""
+
+    init: str | None = knob(None, "start from a `vlmrl sft` run (its model/ folder) or a model folder; replaces model")
     gradient_checkpointing: bool = knob(False, "recompute activations in the backward pass to save memory")
-    cot: bool = knob(True, "ask for a chain of thought before the action (false: the action alone)")
     cot_lambda: float = knob(0.5, "scale of the chain-of-thought log-prob in the PPO log-prob, in [0, 1]")
     temperature: float = knob(0.2, "sampling temperature (0: greedy; else at least 0.01)")
     top_p: float = knob(1.0, "nucleus sampling threshold")
-    max_new_tokens: int = knob(256, "longest answer, in tokens")
     invalid_action: str | None = knob(
         None, "an unparseable answer becomes: random (a random legal action) or penalty (null: the game's own rule)"
     )
     invalid_penalty: float = knob(-1.0, "reward of an unparseable answer when invalid_action is penalty")
-    env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
-        None, "keyword arguments of the training environments (null: the game's defaults), e.g. {rules: rl4vlm}"
-    )
     eval_env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
         None, "keyword arguments of the evaluation environments (null: env_kwargs), e.g. {split: valid_unseen}"
     )
@@ -81,11 +111,9 @@ class TrainConfig:
     entropy_coef: float = knob(0.0, "weight of the entropy bonus (0: off, as in the paper)")
     kl_coef: float = knob(0.0, "weight of the per-token KL to the initial policy (0: off, as in the paper)")
     normalize_advantages: bool = knob(True, "normalise advantages over the buffer")
-    lr: float = knob(1e-5, "Adam learning rate at the start of the cosine schedule")
     value_lr: float | None = knob(None, "learning rate of the value head (null: lr); same cosine schedule")
     lr_min: float = knob(1e-9, "learning rate at the end of the cosine schedule")
     adam_eps: float = knob(1e-7, "Adam epsilon")
-    max_grad_norm: float = knob(0.01, "gradient norm clip")
     # --- bookkeeping
     success_window: int = knob(100, "training success rate is over the last K finished episodes")
     eval_every: int = knob(5, "evaluate on held-out seeds every K updates (0: never)")
@@ -93,7 +121,6 @@ class TrainConfig:
     eval_temperature: float | None = knob(None, "sampling temperature of evaluations (null: as in training)")
     checkpoint_every: int = knob(5, "write a checkpoint every K updates")
     keep_checkpoints: int = knob(3, "checkpoints kept (older ones are deleted)")
-    tensorboard: bool = knob(True, "also write TensorBoard event files")
 
     @property
     def rollout_length(self) -> int:
@@ -114,8 +141,31 @@ class TrainConfig:
     def updates(self) -> int:
         return max(1, self.total_steps // (self.rollout_length * self.num_envs))
 
-    def run_dir(self) -> Path:
-        return Path(self.out.format(env=self.env, seed=self.seed))
+
+BEHAVIOURS = ("expert", "random", "epsilon")
+
+
+@dataclass
+class SFTConfig(RunConfig):
+    """A supervised warm-up (`vlmrl sft`)."""
+
+    out: str = default_of("out", "runs/{env}-sft")
+    lora: bool = default_of("lora", False)
+    lora_rank: int = default_of("lora_rank", 64)
+    lora_alpha: int = default_of("lora_alpha", 128)
+    trainable: str = default_of("trainable", "language+projector")
+    max_new_tokens: int = default_of("max_new_tokens", 128)
+    lr: float = default_of("lr", 5e-4)
+    max_grad_norm: float = default_of("max_grad_norm", 1.0)
+    behaviour: str = knob("random", "who plays the demonstrations: expert, random or epsilon")
+    epsilon: float = knob(0.5, "with behaviour epsilon: probability of a random action instead of the expert's")
+    episodes: int = knob(200, "demonstration episodes (each step is one example)")
+    heldout_fraction: float = knob(0.1, "fraction of episodes kept out of training, for validity and accuracy")
+    epochs: int = knob(2, "passes over the demonstrations")
+    batch_size: int = knob(8, "examples per optimizer step")
+    weight_decay: float = knob(0.0, "AdamW weight decay")
+    eval_every: int = knob(50, "optimizer steps between held-out checks (0: only at the end)")
+    eval_examples: int = knob(32, "held-out examples generated at each check (each up to max_new_tokens)")
 
 
 Config = typing.TypeVar("Config")
@@ -256,6 +306,45 @@ def load_config(path: str | Path | None = None, env: str | None = None, override
     """A validated PPO config from a YAML file, or the preset of a game, plus `key=value` overrides."""
     config = read_config(TrainConfig, path, env, list(overrides), "")
     validate(config)
+    return config
+
+
+RESUME_ALONE = "--resume continues a run with its own config; drop --config/--env, --overwrite and overrides"
+
+
+def resolved_train_config(
+    path: str | Path | None, env: str | None, overrides: list[str], resume: str | Path | None = None
+) -> TrainConfig:
+    """What `vlmrl train` would run: a run's own config when resuming, else the file or preset plus overrides."""
+    if resume is not None:
+        if path or env or overrides:
+            raise UsageError(RESUME_ALONE)
+        saved = Path(resume) / "config.yaml"
+        if not saved.is_file():
+            raise UsageError(f"{str(resume)!r} is not a run directory (no config.yaml); nothing to resume")
+        config = load_config(saved)
+        config.out = str(resume)
+        return config
+    if path is None and env is None:
+        raise UsageError("give --config FILE or --env NAME (or --resume RUN_DIR)")
+    return load_config(path, env, overrides)
+
+
+def load_sft_config(path: str | Path | None = None, env: str | None = None, overrides: list[str] = ()) -> SFTConfig:
+    """A validated SFT config from a YAML file, or the preset `sft/<game>`, plus `key=value` overrides."""
+    from vlmrl.games import get_task
+
+    config = read_config(SFTConfig, path, env, list(overrides), "sft/")
+    get_task(config.env)
+    check_fields(config)
+    if config.behaviour not in BEHAVIOURS:
+        raise UsageError(f"behaviour must be one of {', '.join(BEHAVIOURS)}, not {config.behaviour!r}")
+    if config.seed + config.episodes > EVAL_SEED_BASE:
+        raise UsageError(
+            f"seed + episodes must not exceed {EVAL_SEED_BASE} (2^30): demonstrations are dealt from seeds "
+            f"{config.seed}..{config.seed + config.episodes - 1}, and from 2^30 up are the held-out deals"
+        )
+    check_env_kwargs(config.env, "env_kwargs", config.env_kwargs)
     return config
 
 
@@ -419,5 +508,33 @@ def check_env_kwargs(env: str, key: str, kwargs: dict | None) -> None:
         raise UsageError(f"{key} {kwargs!r} does not suit {env}: {reason}") from None
 
 
+def config_yaml(config: Any) -> str:
+    """A config as the YAML a config file holds (what `--print-config` prints and runs save)."""
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+
+
 def save_config(config: Any, path: Path) -> None:
-    path.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    path.write_text(config_yaml(config))
+
+
+KEYS_HEADING = "keys (key=value on the command line, key: value in a config file):"
+
+
+def _type_name(hint: Any) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in _allowed_types(hint))
+
+
+def _shown(value: Any) -> str:
+    """A default as YAML writes it (null, true, runs/{env})."""
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
+
+
+def keys_help(kind: type) -> str:
+    """Every key of a config dataclass with its type, default and help, generated from the fields
+    (the epilog of `vlmrl train --help` and `vlmrl sft --help`)."""
+    hints = typing.get_type_hints(kind)
+    lines = [KEYS_HEADING]
+    for item in dataclasses.fields(kind):
+        lines.append(f"  {item.name} ({_type_name(hints[item.name])}, default {_shown(item.default)})")
+        lines += textwrap.wrap(item.metadata["help"], width=96, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from vlmrl.agents import PolicyAgent
-from vlmrl.config import TrainConfig, load_config
+from vlmrl.config import SFTConfig, TrainConfig, load_config, load_sft_config
 from vlmrl.evaluate import EvalResult, play_episode
 from vlmrl.games import EVAL_SEED_BASE, get_task, make_text_env
 from vlmrl.play import write_gif
 from vlmrl.policy import Policy, load_policy
 from vlmrl.policy.tiny import demo_model
 from vlmrl.runs import RunFolder
-from vlmrl.sft import SFTConfig, load_sft_config, sft
+from vlmrl.sft import sft
 from vlmrl.train import PAPER_RESULTS, evaluate_heldout, train, trained_policy
 
 

@@ -27,53 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlmrl.config import GAME_HELP, check_env_kwargs, check_fields, knob, read_config, save_config
+from vlmrl.config import SFTConfig, save_config
 from vlmrl.errors import UsageError
-from vlmrl.games import EVAL_SEED_BASE, Task, get_task, make_env
+from vlmrl.games import Task, get_task, make_env
 from vlmrl.games.parsing import json_objects
 from vlmrl.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.policy import LoraSettings, Policy, Sample, export_merged, load_policy
 from vlmrl.policy.split import action_start
 from vlmrl.policy.tiny import quiet_progress_bars
 from vlmrl.runs import RunFolder, check_free_space, parameter_bytes, writing
-
-BEHAVIOURS = ("expert", "random", "epsilon")
-
-
-@dataclass
-class SFTConfig:
-    env: str = knob("numberline", GAME_HELP)
-    model: str | None = knob(None, "local Hugging Face model folder; empty: the embedded `demo` tiny model")
-    behaviour: str = knob("random", "who plays the demonstrations: expert, random or epsilon")
-    epsilon: float = knob(0.5, "with behaviour epsilon: probability of a random action instead of the expert's")
-    episodes: int = knob(200, "demonstration episodes (each step is one example)")
-    env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
-        None, "keyword arguments of the game's environment (null: its defaults), e.g. {rules: rl4vlm}"
-    )
-    heldout_fraction: float = knob(0.1, "fraction of episodes kept out of training, for validity and accuracy")
-    seed: int = knob(
-        0, "seed of the demonstrations (seeds seed..seed+episodes-1, below 2^30), the sampling and the batch order"
-    )
-    out: str = knob("runs/{env}-sft", "run directory; {env} and {seed} are filled in")
-    device: str = knob("auto", "auto (cuda if available), cpu, cuda or cuda:N")
-    cot: bool = knob(True, "answers with a chain of thought (false: the action alone)")
-    lora: bool = knob(False, "train LoRA adapters (merged into the saved model) instead of the parts themselves")
-    lora_rank: int = knob(64, "LoRA rank r")
-    lora_alpha: int = knob(128, "LoRA alpha")
-    lora_dropout: float = knob(0.05, "LoRA dropout")
-    trainable: str = knob("language+projector", "parts that train: language, language+projector or all")
-    epochs: int = knob(2, "passes over the demonstrations")
-    batch_size: int = knob(8, "examples per optimizer step")
-    lr: float = knob(5e-4, "AdamW learning rate at the start of the cosine schedule")
-    weight_decay: float = knob(0.0, "AdamW weight decay")
-    max_grad_norm: float = knob(1.0, "gradient norm clip")
-    eval_every: int = knob(50, "optimizer steps between held-out checks (0: only at the end)")
-    eval_examples: int = knob(32, "held-out examples generated at each check")
-    max_new_tokens: int = knob(128, "longest generated answer at a check")
-    tensorboard: bool = knob(True, "also write TensorBoard event files")
-
-    def run_dir(self) -> Path:
-        return Path(self.out.format(env=self.env, seed=self.seed))
 
 
 @dataclass
@@ -87,21 +49,6 @@ class Demonstration:
     episode: int = 0
     info: dict[str, Any] = field(default_factory=dict)
     """The step's `info`, which parsing needs where the legal actions change by step (ALFWorld)."""
-
-
-def load_sft_config(path: str | None = None, env: str | None = None, overrides: list[str] = ()) -> SFTConfig:
-    config = read_config(SFTConfig, path, env, list(overrides), "sft/")
-    get_task(config.env)
-    check_fields(config)
-    if config.behaviour not in BEHAVIOURS:
-        raise UsageError(f"behaviour must be one of {', '.join(BEHAVIOURS)}, not {config.behaviour!r}")
-    if config.seed + config.episodes > EVAL_SEED_BASE:
-        raise UsageError(
-            f"seed + episodes must not exceed {EVAL_SEED_BASE} (2^30): demonstrations are dealt from seeds "
-            f"{config.seed}..{config.seed + config.episodes - 1}, and from 2^30 up are the held-out deals"
-        )
-    check_env_kwargs(config.env, "env_kwargs", config.env_kwargs)
-    return config
 
 
 def behaviour_action(task: Task, env, behaviour: str, epsilon: float, rng: np.random.Generator) -> tuple[int, bool]:

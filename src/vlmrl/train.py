@@ -39,7 +39,7 @@ from vlmrl.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from vlmrl.config import TrainConfig, load_config, save_config
+from vlmrl.config import RESUME_ALONE, TrainConfig, load_config, resolved_train_config, save_config
 from vlmrl.errors import UsageError
 from vlmrl.evaluate import EvalResult, evaluate_policy
 from vlmrl.games import EVAL_SEED_BASE, get_task
@@ -459,12 +459,7 @@ def main_train(
     config_path: str | None, env: str | None, overrides: list[str], resume: str | None, overwrite: bool = False
 ) -> Path:
     """The `vlmrl train` command."""
-    if resume is not None:
-        if config_path or env or overrides or overwrite:
-            raise UsageError(
-                "--resume continues a run with its own config; drop --config/--env, --overwrite and overrides"
-            )
-        return train(resume=resume)
-    if config_path is None and env is None:
-        raise UsageError("give --config FILE or --env NAME (or --resume RUN_DIR)")
-    return train(load_config(config_path, env, overrides), overwrite=overwrite)
+    if resume is not None and overwrite:
+        raise UsageError(RESUME_ALONE)
+    config = resolved_train_config(config_path, env, overrides, resume)
+    return train(resume=resume) if resume is not None else train(config, overwrite=overwrite)

@@ -320,9 +320,9 @@ def test_every_command_plays_the_rule_set_its_env_kwargs_name(capsys, tmp_path):
     import json
 
     from vlmrl.cli import main
-    from vlmrl.config import load_config
+    from vlmrl.config import load_config, load_sft_config
     from vlmrl.rollout import Rollouts
-    from vlmrl.sft import collect_demonstrations, load_sft_config
+    from vlmrl.sft import collect_demonstrations
 
     lengths = {}
     for rules in RULES:
