@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from vlmrl.games import make_env
+
+
+def pytest_configure(config) -> None:
+    """`make test` sets VLMRL_REQUIRE_ALFWORLD: there, ALFWorld's tests must run, so a missing extra fails at once
+    (elsewhere they are skipped without it)."""
+    if os.environ.get("VLMRL_REQUIRE_ALFWORLD") == "1":
+        try:
+            import alfworld  # noqa: F401
+            import textworld  # noqa: F401
+        except ImportError as error:
+            raise pytest.UsageError(f"the alfworld extra is required here but does not import: {error}") from None
 
 
 @pytest.fixture
