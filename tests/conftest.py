@@ -39,6 +39,6 @@ def make_game():
 @pytest.fixture(scope="session")
 def tiny_llava(tmp_path_factory):
     """A `test`-size tiny LLaVA folder, built once per test session."""
-    from vlmrl.policy import build_tiny_model
+    from vlmrl.tiny import build_tiny_model
 
     return build_tiny_model("llava", "test", tmp_path_factory.mktemp("model") / "llava")

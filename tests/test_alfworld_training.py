@@ -25,7 +25,7 @@ def alfworld():
 
 @pytest.fixture(scope="module")
 def tiny_llava(alfworld, tmp_path_factory):
-    from vlmrl.policy import build_tiny_model
+    from vlmrl.tiny import build_tiny_model
 
     return build_tiny_model("llava", "test", tmp_path_factory.mktemp("model") / "llava")
 

@@ -440,8 +440,8 @@ def command_sft(args: argparse.Namespace) -> None:
 
 def command_init_model(args: argparse.Namespace) -> None:
     from vlmrl.policy.families import FAMILIES
-    from vlmrl.policy.tiny import DEMO_VISION_STEPS, SIZES, build_tiny_model, count_parameters, vision_progress
-    from vlmrl.policy.vision import read_pretraining
+    from vlmrl.tiny.build import DEMO_VISION_STEPS, SIZES, build_tiny_model, count_parameters, vision_progress
+    from vlmrl.tiny.vision import read_pretraining
 
     names_list(args.family, list(FAMILIES), "family", "families")
     names_list(args.size, list(SIZES), "size")

@@ -24,9 +24,9 @@ from vlmrl.evaluate import EvalResult, play_episode
 from vlmrl.games import EVAL_SEED_BASE, get_task, make_text_env
 from vlmrl.play import write_gif
 from vlmrl.policy import Policy, load_policy
-from vlmrl.policy.tiny import demo_model
 from vlmrl.runs import RunFolder
 from vlmrl.sft import sft
+from vlmrl.tiny import demo_model, model_or_demo
 from vlmrl.train import PAPER_RESULTS, evaluate_heldout, train, trained_policy
 
 
@@ -92,7 +92,9 @@ def pipeline(
     stages: list[Stage] = []
     if untrained:
         log(f"[1/5] evaluating the untrained model on {episodes} held-out episodes")
-        stages.append(evaluate_stage("untrained", load_policy(sft_config.model), train_config, episodes, 0.0))
+        stages.append(
+            evaluate_stage("untrained", load_policy(model_or_demo(sft_config.model)), train_config, episodes, 0.0)
+        )
     log(f"[2/5] supervised warm-up: {sft_config.episodes} episodes of {sft_config.behaviour} demonstrations")
     clock = time.perf_counter()
     sft_dir = sft(sft_config)

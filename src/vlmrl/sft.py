@@ -33,9 +33,10 @@ from vlmrl.games import Task, get_task, make_env
 from vlmrl.games.parsing import json_objects
 from vlmrl.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.policy import LoraSettings, Policy, Sample, export_merged, load_policy
+from vlmrl.policy.folder import quiet_progress_bars
 from vlmrl.policy.split import action_start
-from vlmrl.policy.tiny import quiet_progress_bars
 from vlmrl.runs import RunFolder, check_free_space, parameter_bytes, writing
+from vlmrl.tiny import model_or_demo
 
 
 @dataclass
@@ -176,7 +177,7 @@ def sft(config: SFTConfig, overwrite: bool = False) -> Path:
             raise UsageError("no training demonstrations: raise episodes or lower heldout_fraction")
         lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
         device = None if config.device == "auto" else config.device
-        policy = load_policy(config.model, lora=lora, trainable=config.trainable, device=device)
+        policy = load_policy(model_or_demo(config.model), lora=lora, trainable=config.trainable, device=device)
         check_free_space(run_dir, parameter_bytes(policy.model.parameters()), "the fine-tuned model/ folder")
         with writing(run_dir, lambda: "the SFT run is incomplete: free some space and run it again with --overwrite"):
             return fine_tune(config, run_dir, task, policy, train_set, heldout)

@@ -48,6 +48,7 @@ from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
 from vlmrl.rollout import EpisodeWindow, Rollouts, Saved, schema_error
 from vlmrl.runs import RunFolder, check_free_space, parameter_bytes, writing
+from vlmrl.tiny import model_or_demo
 
 PAPER_RESULTS = {"numberline": 0.894, "ezpoints": 0.50, "points24": 0.023, "blackjack": 0.402, "alfworld": 0.217}
 """RL4VLM's success rates (LLaVA-7B, SFT + PPO), drawn on the curve for reference."""
@@ -75,10 +76,10 @@ def optimizer_steps_per_update(config: TrainConfig) -> int:
     return config.ppo_epochs * math.ceil(minibatches / config.grad_accum)
 
 
-def initial_model(config: TrainConfig) -> str | Path | None:
+def initial_model(config: TrainConfig) -> Path:
     """The folder the run starts from: an SFT run's merged model, a model folder, or the demo model."""
     if not config.init:
-        return config.model
+        return model_or_demo(config.model)
     init = Path(config.init)
     if (init / "model" / "config.json").is_file():
         return init / "model"

@@ -12,7 +12,7 @@ FAMILIES = ("llava", "llava-next", "qwen2-vl", "qwen2.5-vl")  # every supported 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """family -> folder of a `test`-size tiny model of that family (built on first use)."""
-    from vlmrl.policy.tiny import build_tiny_model
+    from vlmrl.tiny.build import build_tiny_model
 
     built: dict[str, object] = {}
 

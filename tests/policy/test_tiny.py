@@ -25,7 +25,7 @@ from vlmrl.policy.families import (
     load_processor,
     suppressed_token_ids,
 )
-from vlmrl.policy.tiny import (
+from vlmrl.tiny.build import (
     MARKER,
     SIZES,
     TOKENIZER_VERSION,
@@ -311,7 +311,7 @@ def test_refuses_to_overwrite_a_foreign_folder_but_replaces_a_tiny_build(tmp_pat
 
 def test_the_cached_demo_model_is_rebuilt_when_stale_and_reused_when_current(tmp_path, monkeypatch):
     """A cache from before vision pretraining or from an older tokenizer corpus is rebuilt once."""
-    from vlmrl.policy import tiny
+    from vlmrl.tiny import build as tiny
 
     monkeypatch.setenv("VLMRL_CACHE", str(tmp_path))
     builds = []

@@ -15,8 +15,8 @@ from vlmrl.games import make_env
 from vlmrl.games.cards import RANKS, SUITS
 from vlmrl.policy import load_policy
 from vlmrl.policy.parts import part_of
-from vlmrl.policy.tiny import MARKER, read_marker
-from vlmrl.policy.vision import (
+from vlmrl.tiny.build import MARKER, read_marker
+from vlmrl.tiny.vision import (
     GAMES,
     HELDOUT_SEEDS,
     LABELS,

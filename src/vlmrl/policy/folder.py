@@ -228,6 +228,20 @@ def check_loaded(folder: ModelFolder, info: dict[str, Any]) -> None:
 
 
 @contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """Saving or loading a few-MB model needs no progress bar on the console."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+@contextmanager
 def transformers_quiet() -> Iterator[None]:
     """Transformers' own loading report off: `check_loaded` says what matters, in one line."""
     from transformers.utils import logging as hf_logging

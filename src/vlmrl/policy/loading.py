@@ -20,10 +20,15 @@ from transformers import AutoConfig, AutoModelForImageTextToText
 
 from vlmrl.errors import UsageError, first_line
 from vlmrl.policy.families import LOADING, load_processor, suppressed_token_ids
-from vlmrl.policy.folder import check_loaded, check_model_folder, check_sizes, transformers_quiet
+from vlmrl.policy.folder import (
+    check_loaded,
+    check_model_folder,
+    check_sizes,
+    quiet_progress_bars,
+    transformers_quiet,
+)
 from vlmrl.policy.parts import TRAINABLE_CHOICES, lora_targets, set_full_finetuning
 from vlmrl.policy.policy import Policy
-from vlmrl.policy.tiny import demo_model, quiet_progress_bars
 
 SMALL_MODEL_BYTES = 200 * 2**20
 """Below this, loading shows no progress bar: it takes a blink."""
@@ -48,7 +53,7 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 def load_policy(
-    model: str | Path | None = None,
+    model: str | Path,
     *,
     lora: LoraSettings | None = None,
     trainable: str = "language+projector",
@@ -56,13 +61,14 @@ def load_policy(
     dtype: torch.dtype | None = None,
     gradient_checkpointing: bool = False,
 ) -> Policy:
-    """A `Policy` over the model in a local folder (by default the embedded `demo` tiny model).
+    """A `Policy` over the model in a local folder (`vlmrl.tiny.model_or_demo` gives the embedded
+    `demo` tiny model's when a config names none).
 
     `lora` adapts every linear layer of the `trainable` parts (``language``,
     ``language+projector`` or ``all``); without it those parts are fully fine-tuned and
     the rest frozen. The value head always trains.
     """
-    folder = Path(model).expanduser() if model is not None else demo_model()
+    folder = Path(model).expanduser()
     checked = check_model_folder(folder)
     if trainable not in TRAINABLE_CHOICES:
         raise UsageError(f"trainable must be one of {', '.join(TRAINABLE_CHOICES)}, not {trainable!r}")

@@ -3,7 +3,7 @@
 They exist so that tests and quick demos can run the whole pipeline (processor, chat
 template, generation, re-scoring, PPO, checkpoints) on a CPU in seconds, with no download.
 They have NO pretrained weights: every parameter is random (seeded), and the tokenizer is
-a byte-level BPE trained on the games' own prompts and answers (`vlmrl.policy.tokenizer`).
+a byte-level BPE trained on the games' own prompts and answers (`vlmrl.tiny.tokenizer`).
 
 A build is saved as an ordinary Hugging Face model folder (config.json, model.safetensors,
 tokenizer, processor config, chat template), so the code that loads a real checkpoint
@@ -46,10 +46,10 @@ from transformers import (
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-from transformers.utils import logging as hf_logging
 
 from vlmrl.policy.families import IMAGE_ONLY_PROCESSORS, Family, get_family
-from vlmrl.policy.tokenizer import game_corpus, train_tokenizer
+from vlmrl.policy.folder import quiet_progress_bars
+from vlmrl.tiny.tokenizer import game_corpus, train_tokenizer
 
 SIZES = ("test", "demo")
 MARKER = "vlmrl_tiny.json"
@@ -299,7 +299,7 @@ def build_tiny_model(
     """Build a tiny random model of `family` and save it as a Hugging Face folder at `out_dir`.
 
     With `pretrain_vision` > 0 its vision tower is then trained for that many steps to read the
-    games' images (`vlmrl.policy.vision`; `progress(step, metrics)` follows it), the tiny
+    games' images (`vlmrl.tiny.vision`; `progress(step, metrics)` follows it), the tiny
     counterpart of a real VLM's pretrained CLIP tower. The folder is written next to `out_dir`
     first and renamed into place once complete. An existing `out_dir` is replaced only if it is
     empty or a previous tiny build.
@@ -330,7 +330,7 @@ def build_tiny_model(
         }
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if pretrain_vision > 0:
-            from vlmrl.policy.vision import pretrain_vision_tower  # vision imports this module
+            from vlmrl.tiny.vision import pretrain_vision_tower  # vision imports this module
 
             pretrain_vision_tower(staging, steps=pretrain_vision, seed=seed, progress=progress)
         _replace(staging, out)
@@ -338,18 +338,6 @@ def build_tiny_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
-
-
-@contextmanager
-def quiet_progress_bars() -> Iterator[None]:
-    """Saving or loading a few-MB model needs no progress bar on the console."""
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _generation_ids(spec: Family, tokenizer) -> dict:
@@ -422,6 +410,11 @@ def cache_dir() -> Path:
 
 DEMO_VISION_STEPS = 1000
 """Vision-tower pretraining of the demo model: ~2 minutes on 2 cores, every label read >= 95%."""
+
+
+def model_or_demo(model: str | Path | None) -> Path:
+    """The model folder a config names, or the embedded demo model's (built on first use) when it names none."""
+    return Path(model).expanduser() if model else demo_model()
 
 
 def demo_model(progress: Callable[[int, dict[str, float]], Any] | None = None) -> Path:

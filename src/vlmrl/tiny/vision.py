@@ -1,6 +1,6 @@
 """Teach a tiny VLM's vision tower to read the games' images, before any answer is trained.
 
-A tiny model built by `vlmrl.policy.tiny` starts with a random vision tower, and trained
+A tiny model built by `vlmrl.tiny.build` starts with a random vision tower, and trained
 only through the language model on JSON answers it never learns to read the digits or the
 cards (measured: chance after thousands of steps). Real VLMs start from a pretrained CLIP
 tower, frozen while the language side learns. This module gives the tiny models the same
@@ -59,8 +59,9 @@ from vlmrl.games import EVAL_SEED_BASE, get_task, make_env
 from vlmrl.games.blackjack import HIT
 from vlmrl.games.cards import RANKS, SUITS, Card
 from vlmrl.policy.families import LOADING, family_of, load_processor
+from vlmrl.policy.folder import quiet_progress_bars
 from vlmrl.policy.parts import part_of
-from vlmrl.policy.tiny import MARKER, quiet_progress_bars
+from vlmrl.tiny.build import MARKER
 
 GAMES = ("numberline", "ezpoints", "points24", "blackjack")
 RECORD = "vlmrl_vision.json"
