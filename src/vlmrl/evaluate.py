@@ -21,17 +21,7 @@ from vlmrl.agents import Agent
 
 if TYPE_CHECKING:
     from vlmrl.policy import Policy
-from vlmrl.games import Task, TextActionWrapper, make_text_env
-
-
-@dataclass
-class Episode:
-    success: bool
-    ret: float
-    length: int
-    invalid: int
-    frames: list[dict[str, Any]] | None = None
-    task_type: str | None = None
+from vlmrl.games import Episode, Task, TextActionWrapper, make_text_env
 
 
 @dataclass

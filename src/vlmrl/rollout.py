@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vlmrl.evaluate import Episode
-from vlmrl.games import EVAL_SEED_BASE, Task, TextActionWrapper, make_text_env
+from vlmrl.games import EVAL_SEED_BASE, Episode, Task, TextActionWrapper, make_text_env
 from vlmrl.games.parsing import format_answer
 from vlmrl.policy.policy import Policy, Sample
 
@@ -203,7 +202,7 @@ class Rollouts:
         return {
             "seed_stream": self.seed_stream.bit_generator.state,
             "tracks": [asdict(track) for track in self.tracks],
-            "fallback_rngs": [env._rng.bit_generator.state for env in self.envs],
+            "fallback_rngs": [env.fallback_rng.bit_generator.state for env in self.envs],
             "counters": [[env.steps, env.invalid_steps] for env in self.envs],
         }
 
@@ -248,7 +247,7 @@ class Rollouts:
         for i, (env, track) in enumerate(zip(self.envs, state["tracks"], strict=True)):
             self.tracks[i] = EnvTrack(**track)
             self.current[i] = self._replay(i, self.tracks[i])
-            env._rng.bit_generator.state = state["fallback_rngs"][i]
+            env.fallback_rng.bit_generator.state = state["fallback_rngs"][i]
             env.steps, env.invalid_steps = state["counters"][i]
 
 

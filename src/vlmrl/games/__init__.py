@@ -20,7 +20,7 @@ from vlmrl.games.ezpoints import EZPointsTask
 from vlmrl.games.numberline import NumberLineTask
 from vlmrl.games.parsing import Parsed
 from vlmrl.games.points24 import Points24Task
-from vlmrl.games.text_env import TextActionWrapper
+from vlmrl.games.text_env import Episode, TextActionWrapper
 from vlmrl.seeds import EVAL_SEED_BASE
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (NumberLineTask, EZPointsTask, Points24Task, BlackjackTask)}
@@ -74,6 +74,7 @@ __all__ = [
     "EVAL_SEED_BASE",
     "OPTIONAL_TASKS",
     "TASKS",
+    "Episode",
     "GameEnv",
     "Parsed",
     "Task",

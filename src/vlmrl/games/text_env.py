@@ -17,12 +17,28 @@ name, and the wrapper counts invalid answers (`invalid_steps` / `steps`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 
 from vlmrl.games.base import Task
+
+
+@dataclass
+class Episode:
+    """How one episode of a text-stepped game went: what training, evaluation and the success window count."""
+
+    success: bool
+    ret: float
+    length: int
+    invalid: int
+    frames: list[dict[str, Any]] | None = None
+    """The steps as `vlmrl play` draws them (only when recorded)."""
+    task_type: str | None = None
+    """ALFWorld's task type (None for games without types)."""
+
 
 InvalidAction = Literal["random", "penalty"]
 INVALID_ACTIONS = ("random", "penalty")
@@ -44,7 +60,8 @@ class TextActionWrapper(gym.Wrapper):
         self.invalid_action = invalid_action
         self.invalid_penalty = float(invalid_penalty)
         self.max_episode_steps = int(getattr(env.unwrapped, "max_steps", 50))
-        self._rng = np.random.default_rng()
+        self.fallback_rng = np.random.default_rng()
+        """Draws the random legal action of an unparseable answer; part of a run's saved state."""
         self._last: tuple[np.ndarray, dict[str, Any]] | None = None
         self.episode_steps = 0
         self.steps = 0
@@ -57,7 +74,7 @@ class TextActionWrapper(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         if seed is not None:
-            self._rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7E47]))
+            self.fallback_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7E47]))
         self._last = (obs, info)
         self.episode_steps = 0
         return obs, info
@@ -74,7 +91,7 @@ class TextActionWrapper(gym.Wrapper):
             action = parsed.action
         else:
             self.invalid_steps += 1
-            action = int(self._rng.integers(len(legal))) if self.invalid_action == "random" and legal else None
+            action = int(self.fallback_rng.integers(len(legal))) if self.invalid_action == "random" and legal else None
         if action is None:
             obs, _ = self._last
             info = dict(last_info)
