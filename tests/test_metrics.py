@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,8 +281,8 @@ def test_a_failed_redraw_leaves_the_previous_curve_whole_and_no_temp_file(tmp_pa
         log_updates(logger, [1])
         before = (tmp_path / "curve.png").read_bytes()
 
-        def torn_savefig(self, file, **kwargs):
-            file.write(PNG_SIGNATURE + b"half a picture")
+        def torn_savefig(self, target, **kwargs):
+            Path(target).write_bytes(PNG_SIGNATURE + b"half a picture")
             raise OSError("disk full")
 
         monkeypatch.setattr("matplotlib.figure.Figure.savefig", torn_savefig)

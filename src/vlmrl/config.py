@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from vlmrl.errors import UsageError
+from vlmrl.files import atomic_write_text
 from vlmrl.presets import preset, preset_names
 from vlmrl.seeds import EVAL_SEED_BASE
 
@@ -514,7 +515,7 @@ def config_yaml(config: Any) -> str:
 
 
 def save_config(config: Any, path: Path) -> None:
-    path.write_text(config_yaml(config))
+    atomic_write_text(path, config_yaml(config))
 
 
 KEYS_HEADING = "keys (key=value on the command line, key: value in a config file):"

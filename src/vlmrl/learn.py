@@ -21,6 +21,7 @@ from typing import Any
 from vlmrl.agents import PolicyAgent
 from vlmrl.config import SFTConfig, TrainConfig, load_config, load_sft_config
 from vlmrl.evaluate import EvalResult, play_episode
+from vlmrl.files import atomic_write_text
 from vlmrl.games import EVAL_SEED_BASE, get_task, make_text_env
 from vlmrl.play import write_gif
 from vlmrl.policy import Policy, load_policy
@@ -123,5 +124,5 @@ def pipeline(
         "seconds": round(time.perf_counter() - started, 1),
         "run": {"sft": str(sft_dir), "rl": str(rl_dir), "curve": str(rl_dir / "curve.png"), "gif": str(gif)},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
+
+from vlmrl.files import atomic_write, atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "curve.png"
@@ -192,16 +192,7 @@ class MetricsLogger:
 
     def _rewrite(self) -> None:
         """Write the kept records to `metrics.jsonl` in one step, never leaving a half file."""
-        text = "".join(json.dumps(record, allow_nan=False) + "\n" for record in self._records)
-        handle, temp = tempfile.mkstemp(dir=self.run_dir, prefix=f".{METRICS_FILE}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(text)
-            os.chmod(temp, 0o644)  # mkstemp makes it private; the run's files are meant to be shared
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, "".join(json.dumps(record, allow_nan=False) + "\n" for record in self._records))
 
     def _elapsed(self) -> float:
         """Seconds of training so far, counting those before a resume (read from the last kept record)."""
@@ -239,15 +230,7 @@ class MetricsLogger:
             reference=self.reference,
             reference_label=self.reference_label,
         )
-        handle, temp = tempfile.mkstemp(dir=self.run_dir, prefix=f".{CURVE_FILE}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                figure.savefig(file, format="png", dpi=100)
-            os.chmod(temp, 0o644)  # mkstemp makes it private; the run's files are meant to be shared
-            os.replace(temp, self.curve_path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.curve_path, lambda temp: figure.savefig(temp, format="png", dpi=100))
 
 
 def _series(records: Iterable[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:

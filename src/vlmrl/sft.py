@@ -29,6 +29,7 @@ import torch
 
 from vlmrl.config import SFTConfig, save_config
 from vlmrl.errors import UsageError
+from vlmrl.files import atomic_write_text
 from vlmrl.games import Task, get_task, make_env
 from vlmrl.games.parsing import json_objects
 from vlmrl.metrics import ConsoleProgress, MetricsLogger
@@ -220,9 +221,6 @@ def fine_tune(config: SFTConfig, run_dir: Path, task: Task, policy: Policy, trai
                 progress.update(step, values)
     with quiet_progress_bars():
         export_merged(policy, run_dir / "model")
-    (run_dir / "summary.json").write_text(
-        json.dumps(
-            {"examples": len(train_set), "heldout": len(heldout), "steps": step, **logger.records()[-1]}, indent=2
-        )
-    )
+    summary = {"examples": len(train_set), "heldout": len(heldout), "steps": step, **logger.records()[-1]}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return run_dir

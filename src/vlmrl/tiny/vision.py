@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -55,6 +53,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForImageTextToText
 
+from vlmrl.files import atomic_write, atomic_write_text
 from vlmrl.games import EVAL_SEED_BASE, get_task, make_env
 from vlmrl.games.blackjack import HIT
 from vlmrl.games.cards import RANKS, SUITS, Card
@@ -342,20 +341,7 @@ def write_tower(folder: str | Path, tensors: dict[str, torch.Tensor]) -> None:
         weights = load_file(str(path))
         for key, short in keys.items():
             weights[key] = wanted[short].to(weights[key].dtype).contiguous().clone()
-        _atomic(path, lambda temp, w=weights, m=metadata: save_file(w, str(temp), metadata=m))
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, renamed over `path` once complete."""
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temp))
-        os.chmod(temp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, lambda temp, w=weights, m=metadata: save_file(w, str(temp), metadata=m))
 
 
 def _record(folder: Path, record: dict[str, Any]) -> None:
@@ -367,7 +353,7 @@ def _record(folder: Path, record: dict[str, Any]) -> None:
         path = folder / RECORD
         marker = {}
     marker["vision_pretraining"] = record
-    _atomic(path, lambda temp: temp.write_text(json.dumps(marker, indent=2) + "\n"))
+    atomic_write_text(path, json.dumps(marker, indent=2) + "\n")
 
 
 def read_pretraining(folder: str | Path) -> dict[str, Any] | None:
