@@ -42,3 +42,18 @@ def tiny_llava(tmp_path_factory):
     from vlmrl.tiny import build_tiny_model
 
     return build_tiny_model("llava", "test", tmp_path_factory.mktemp("model") / "llava")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """family -> folder of a `test`-size tiny model of that family (built on first use)."""
+    from vlmrl.tiny.build import build_tiny_model
+
+    built: dict[str, object] = {}
+
+    def get(family: str):
+        if family not in built:
+            built[family] = build_tiny_model(family, "test", tmp_path_factory.mktemp(family.replace(".", "")) / "model")
+        return built[family]
+
+    return get

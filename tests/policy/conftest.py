@@ -1,27 +1,11 @@
-"""Tiny models of every family, built once per test session (offline, random weights)."""
+"""Inputs the policy tests share: one observation and prompt of each game (the tiny models of every family
+are built by `tiny_model_dir` in the top conftest)."""
 
 from __future__ import annotations
 
 import pytest
 
 from vlmrl.games import get_task, make_env
-
-FAMILIES = ("llava", "llava-next", "qwen2-vl", "qwen2.5-vl")  # every supported family
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    """family -> folder of a `test`-size tiny model of that family (built on first use)."""
-    from vlmrl.tiny.build import build_tiny_model
-
-    built: dict[str, object] = {}
-
-    def get(family: str):
-        if family not in built:
-            built[family] = build_tiny_model(family, "test", tmp_path_factory.mktemp(family.replace(".", "")) / "model")
-        return built[family]
-
-    return get
 
 
 @pytest.fixture(scope="session")
