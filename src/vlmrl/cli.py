@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vlmrl import __version__
-from vlmrl.config import GAME_HELP, KEYS_HEADING, SFTConfig, TrainConfig, keys_help
+from vlmrl.config import BEHAVIOURS, GAME_HELP, KEYS_HEADING, SFTConfig, TrainConfig, keys_help
 from vlmrl.errors import Notice, UsageError
 
 SPLIT_HELP = (
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     sft_source = sft.add_mutually_exclusive_group()
     sft_source.add_argument("--config", help="a YAML config file, or a shipped preset's name (e.g. sft/ezpoints)")
     sft_source.add_argument("--env", help=f"{GAME_HELP}: use that game's shipped preset (`sft/<game>`)")
-    sft.add_argument("--behaviour", choices=("expert", "random", "epsilon"), help="who plays the demonstrations")
+    sft.add_argument("--behaviour", choices=BEHAVIOURS, help="who plays the demonstrations")
     sft.add_argument("--episodes", type=positive_int, help="demonstration episodes")
     sft.add_argument(
         "--overwrite",

@@ -354,11 +354,7 @@ def train(
     (`overwrite`: an earlier run there is deleted first). `stop_after` ends after that many
     updates in total, as an interruption would (used by tests of resuming)."""
     if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise UsageError(f"{str(run_dir)!r} is not a run directory (no config.yaml); nothing to resume")
-        config = load_config(run_dir / "config.yaml")
-        config.out = str(run_dir)
+        config = resolved_train_config(None, None, [], resume)
     elif config is None:
         raise ValueError("give a config or a run directory to resume")
     run_dir = config.run_dir()
@@ -460,7 +456,8 @@ def main_train(
     config_path: str | None, env: str | None, overrides: list[str], resume: str | None, overwrite: bool = False
 ) -> Path:
     """The `vlmrl train` command."""
-    if resume is not None and overwrite:
-        raise UsageError(RESUME_ALONE)
-    config = resolved_train_config(config_path, env, overrides, resume)
-    return train(resume=resume) if resume is not None else train(config, overwrite=overwrite)
+    if resume is not None:
+        if config_path or env or overrides or overwrite:
+            raise UsageError(RESUME_ALONE)
+        return train(resume=resume)
+    return train(resolved_train_config(config_path, env, overrides), overwrite=overwrite)

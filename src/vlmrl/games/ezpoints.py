@@ -75,11 +75,10 @@ class EZPointsEnv(FormulaGameEnv):
 
     def draw(self) -> Image.Image:
         image = blank_table()
-        if self.rules == "rl4vlm":
-            draw_row(image, self.cards, top=25, card_w=130, card_h=190, margin=15)
+        original = self.rules == "rl4vlm"  # cards higher up, the formula below them
+        draw_row(image, self.cards, top=25 if original else 55, card_w=130, card_h=190, margin=15)
+        if original:
             self.draw_formula(image, top=232, size=22)
-        else:
-            draw_row(image, self.cards, top=55, card_w=130, card_h=190, margin=15)
         return image
 
 

@@ -43,13 +43,12 @@ class Points24Env(FormulaGameEnv):
 
     def draw(self) -> Image.Image:
         image = blank_table()
-        if self.rules == "rl4vlm":
-            for card, (x, y) in zip(self.cards, RL4VLM_GRID, strict=False):
-                draw_card(image, (x, y, x + RL4VLM_CARD_W, y + RL4VLM_CARD_H), card)
+        original = self.rules == "rl4vlm"
+        grid, (w, h) = (RL4VLM_GRID, (RL4VLM_CARD_W, RL4VLM_CARD_H)) if original else (GRID, (CARD_W, CARD_H))
+        for card, (x, y) in zip(self.cards, grid, strict=False):
+            draw_card(image, (x, y, x + w, y + h), card)
+        if original:
             self.draw_formula(image, top=226, size=18)
-        else:
-            for card, (x, y) in zip(self.cards, GRID, strict=False):
-                draw_card(image, (x, y, x + CARD_W, y + CARD_H), card)
         return image
 
 
