@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from vlmrl.cli import main
-from vlmrl.evaluate import wilson_interval
+from vlmrl.evaluation.evaluate import wilson_interval
 
 EVAL_KEYS = {
     "env",
@@ -156,7 +156,7 @@ def test_init_model_never_overwrites_a_folder_it_did_not_build(capsys, tmp_path)
 def test_help_lists_every_key_with_its_type_default_and_help(capsys, command):
     import dataclasses
 
-    from vlmrl.config import SFTConfig, TrainConfig
+    from vlmrl.recipes.config import SFTConfig, TrainConfig
 
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -174,7 +174,7 @@ def test_help_lists_every_key_with_its_type_default_and_help(capsys, command):
 def test_print_config_prints_the_resolved_config_and_runs_nothing(capsys, tmp_path, monkeypatch):
     import yaml
 
-    from vlmrl.config import config_yaml, load_config, load_sft_config
+    from vlmrl.recipes.config import config_yaml, load_config, load_sft_config
 
     monkeypatch.chdir(tmp_path)
     code, out, _ = run(capsys, "train", "--env", "ezpoints", "--print-config", "lr=3e-4", "num_envs=2")

@@ -22,8 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vlmrl import __version__
-from vlmrl.config import BEHAVIOURS, GAME_HELP, KEYS_HEADING, SFTConfig, TrainConfig, keys_help
-from vlmrl.errors import Notice, UsageError
+from vlmrl.infra.errors import Notice, UsageError
+from vlmrl.recipes.config import BEHAVIOURS, GAME_HELP, KEYS_HEADING, SFTConfig, TrainConfig, keys_help
 
 SPLIT_HELP = (
     "ALFWorld's games: train (the environment's default), valid_seen (held-out games, training rooms) "
@@ -300,7 +300,7 @@ def parse_env_kwargs(text: str | None) -> dict[str, Any]:
 def env_kwargs_of(args: argparse.Namespace, games: Sequence[str]) -> dict[str, Any]:
     """The games' keyword arguments from --env-kwargs and --split, each game built once with them so
     that a keyword a game does not take, or a missing split or dependency, is one line before any episode."""
-    from vlmrl.config import check_env_kwargs
+    from vlmrl.recipes.config import check_env_kwargs
 
     kwargs = parse_env_kwargs(args.env_kwargs)
     if args.split is not None:
@@ -318,8 +318,8 @@ def describe_kwargs(kwargs: dict[str, Any]) -> str:
 
 
 def command_eval(args: argparse.Namespace) -> None:
-    from vlmrl.agents import AGENTS, make_agent
-    from vlmrl.evaluate import evaluate
+    from vlmrl.evaluation.agents import AGENTS, make_agent
+    from vlmrl.evaluation.evaluate import evaluate
     from vlmrl.games import game_names, get_task
 
     games = [
@@ -379,10 +379,10 @@ def per_type_table(result) -> Table:
 
 
 def command_play(args: argparse.Namespace) -> None:
-    from vlmrl.agents import make_agent
-    from vlmrl.evaluate import play_episode
+    from vlmrl.evaluation.agents import make_agent
+    from vlmrl.evaluation.evaluate import play_episode
+    from vlmrl.evaluation.play import write_gif
     from vlmrl.games import get_task, make_text_env
-    from vlmrl.play import write_gif
 
     task = get_task(args.env)
     out = Path(args.out)
@@ -404,19 +404,19 @@ def command_play(args: argparse.Namespace) -> None:
 def command_train(args: argparse.Namespace) -> None:
     overrides = args.overrides + ([f"init={args.init}"] if args.init else [])
     if args.print_config:
-        from vlmrl.config import config_yaml, resolved_train_config
+        from vlmrl.recipes.config import config_yaml, resolved_train_config
 
         print(config_yaml(resolved_train_config(args.config, args.env, overrides, args.resume)), end="")
         return
-    from vlmrl.train import main_train
+    from vlmrl.recipes.ppo import main_train
 
     run_dir = main_train(args.config, args.env, overrides, args.resume, args.overwrite)
     print(f"run written to {run_dir}")
 
 
 def command_sft(args: argparse.Namespace) -> None:
-    from vlmrl.config import config_yaml, load_sft_config
-    from vlmrl.sft import sft
+    from vlmrl.recipes.config import config_yaml, load_sft_config
+    from vlmrl.recipes.sft import sft
 
     if args.config is None and args.env is None:
         raise UsageError("give --config FILE or --env NAME")
@@ -480,7 +480,7 @@ def command_init_model(args: argparse.Namespace) -> None:
 
 
 def command_bench_env(args: argparse.Namespace) -> None:
-    from vlmrl.bench import env_steps_per_second
+    from vlmrl.evaluation.bench import env_steps_per_second
     from vlmrl.games import game_names, get_task
 
     names = [get_task(name).name for name in (args.env or game_names())]
@@ -500,7 +500,7 @@ def command_bench_env(args: argparse.Namespace) -> None:
 
 def command_bench_learn(args: argparse.Namespace) -> None:
     from vlmrl.games import get_task
-    from vlmrl.learn import learn
+    from vlmrl.recipes.learn import learn
 
     stages: dict[str, list[str]] = {"sft": [], "rl": []}
     for override in args.overrides:

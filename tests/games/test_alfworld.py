@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlmrl.errors import UsageError
 from vlmrl.games import OPTIONAL_TASKS, TASKS, game_names, get_task, make_env
 from vlmrl.games.alfworld import data, thor
 from vlmrl.games.alfworld.conditions import goal_condition_rate, goal_conditions
@@ -23,6 +22,7 @@ from vlmrl.games.alfworld.data import (
 )
 from vlmrl.games.alfworld.render import draw_observation
 from vlmrl.games.alfworld.task import answer_action_value, parse_command
+from vlmrl.infra.errors import UsageError
 
 CABINETS = ["go to cabinet 1", "go to cabinet 10", "go to cabinet 11", "go to cabinet 2", "look"]
 TAKES = ["take apple 1 from cabinet 1", "take apple 1 from cabinet 10", "take apple 10 from cabinet 1", "inventory"]

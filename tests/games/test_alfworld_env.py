@@ -13,13 +13,13 @@ import pytest
 
 pytest.importorskip("alfworld")
 
-from vlmrl.errors import UsageError
 from vlmrl.games import TextActionWrapper, get_task, make_env
 from vlmrl.games.alfworld.data import SHIPPED_DATA, SPLITS
 from vlmrl.games.alfworld.engine import Engine, split_intro
 from vlmrl.games.alfworld.env import ALFWorldEnv
 from vlmrl.games.alfworld.generate import SHIPPED_SEED, generate_game
 from vlmrl.games.alfworld.thor import SCENE_KEYS
+from vlmrl.infra.errors import UsageError
 
 TASK = get_task("alfworld")
 

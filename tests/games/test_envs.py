@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from vlmrl.errors import UsageError
 from vlmrl.games import TASKS, get_task, make_env
+from vlmrl.infra.errors import UsageError
 
 GAMES = list(TASKS)
 IDS = ["vlmrl/NumberLine-v0", "vlmrl/EZPoints-v0", "vlmrl/Points24-v0", "vlmrl/Blackjack-v0"]

@@ -17,14 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest, chisquare
 
-from vlmrl.config import check_env_kwargs
-from vlmrl.errors import UsageError
 from vlmrl.games import TASKS, get_task, make_env
 from vlmrl.games.cards import RANKS, Card
 from vlmrl.games.ezpoints import deal_probabilities as ezpoints_deals
 from vlmrl.games.formula import is_solvable
 from vlmrl.games.formula_game import BLANK
 from vlmrl.games.numberline import deal_probabilities as numberline_deals
+from vlmrl.infra.errors import UsageError
+from vlmrl.recipes.config import check_env_kwargs
 
 RULES = ("vlmrl", "rl4vlm")
 DEALS = 30_000
@@ -289,8 +289,8 @@ def test_the_expert_continues_after_blanks_only_where_the_formula_still_fits():
 def test_the_expert_reaches_the_ceiling_under_the_original_rules(name):
     """`vlmrl eval --agent expert` under rules=rl4vlm: every deal where the ceiling is 1, else a success
     count that the exact ceiling explains (two-sided binomial test, p > 0.01)."""
-    from vlmrl.agents import make_agent
-    from vlmrl.evaluate import evaluate
+    from vlmrl.evaluation.agents import make_agent
+    from vlmrl.evaluation.evaluate import evaluate
 
     task = get_task(name)
     result = evaluate(make_agent("expert", task), episodes=600, seed=0, env_kwargs={"rules": "rl4vlm"})
@@ -320,9 +320,9 @@ def test_every_command_plays_the_rule_set_its_env_kwargs_name(capsys, tmp_path):
     import json
 
     from vlmrl.cli import main
-    from vlmrl.config import load_config, load_sft_config
-    from vlmrl.rollout import Rollouts
-    from vlmrl.sft import collect_demonstrations
+    from vlmrl.recipes.config import load_config, load_sft_config
+    from vlmrl.recipes.rollout import Rollouts
+    from vlmrl.recipes.sft import collect_demonstrations
 
     lengths = {}
     for rules in RULES:

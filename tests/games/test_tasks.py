@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vlmrl.evaluate import wilson_interval
+from vlmrl.evaluation.evaluate import wilson_interval
 from vlmrl.games import TASKS, get_task, make_env
 from vlmrl.games.formula import is_solvable
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tiny_runs import TINY
-from vlmrl.errors import UsageError
+from vlmrl.infra.errors import UsageError
 from vlmrl.policy import load_policy
 
 EVIL_MODULE = """

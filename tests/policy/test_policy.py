@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from vlmrl.errors import UsageError
+from vlmrl.infra.errors import UsageError
 from vlmrl.policy.families import FAMILIES
 from vlmrl.policy.loading import LoraSettings, load_policy
 from vlmrl.policy.policy import Sample

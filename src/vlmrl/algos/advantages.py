@@ -1,6 +1,6 @@
 """Advantage estimation over a time-major rollout: T lockstep steps of N environments.
 
-Storage convention (see `vlmrl.rollout.RolloutBuffer`): entry `[t, i]` is environment i at step t.
+Storage convention (see `vlmrl.recipes.rollout.RolloutBuffer`): entry `[t, i]` is environment i at step t.
 `values[t, i]` is V(s_t), `rewards[t, i]` the reward of the step taken at s_t, and
 `terminated[t, i]` / `truncated[t, i]` say whether *that* step ended the episode.
 `next_values[t, i]` is V(s_{t+1}) for the state the step led to: `values[t + 1, i]` inside an

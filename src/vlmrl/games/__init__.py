@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from vlmrl.errors import UsageError
 from vlmrl.games.alfworld import ALFWorldTask
 from vlmrl.games.base import GameEnv, Task
 from vlmrl.games.blackjack import BlackjackTask
@@ -21,7 +20,8 @@ from vlmrl.games.numberline import NumberLineTask
 from vlmrl.games.parsing import Parsed
 from vlmrl.games.points24 import Points24Task
 from vlmrl.games.text_env import Episode, TextActionWrapper
-from vlmrl.seeds import EVAL_SEED_BASE
+from vlmrl.infra.errors import UsageError
+from vlmrl.infra.seeds import EVAL_SEED_BASE
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (NumberLineTask, EZPointsTask, Points24Task, BlackjackTask)}
 OPTIONAL_TASKS: dict[str, type[Task]] = {ALFWorldTask.name: ALFWorldTask}

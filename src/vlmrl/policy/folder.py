@@ -30,7 +30,7 @@ from typing import Any
 
 from safetensors import SafetensorError, safe_open
 
-from vlmrl.errors import Notice, UsageError, first_line
+from vlmrl.infra.errors import Notice, UsageError, first_line
 from vlmrl.policy.families import FAMILIES, family_for_model_type
 
 PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")

@@ -18,7 +18,7 @@ from peft import LoraConfig, get_peft_model
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForImageTextToText
 
-from vlmrl.errors import UsageError, first_line
+from vlmrl.infra.errors import UsageError, first_line
 from vlmrl.policy.families import LOADING, load_processor, suppressed_token_ids
 from vlmrl.policy.folder import (
     check_loaded,

@@ -15,7 +15,7 @@ from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from vlmrl.errors import UsageError
+from vlmrl.infra.errors import UsageError
 from vlmrl.policy.policy import Policy
 
 VALUE_HEAD = "value_head.safetensors"

@@ -441,7 +441,7 @@ def demo_model(progress: Callable[[int, dict[str, float]], Any] | None = None) -
 @contextmanager
 def vision_progress(steps: int, description: str) -> Iterator[Callable[[int, dict[str, float]], None]]:
     """A progress bar (or periodic lines off a terminal) for vision-tower pretraining."""
-    from vlmrl.metrics import ConsoleProgress
+    from vlmrl.infra.metrics import ConsoleProgress
 
     with ConsoleProgress(steps, description, unit="steps", print_every=20) as console:
         yield lambda step, metrics: console.update(step, metrics)

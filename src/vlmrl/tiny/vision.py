@@ -53,10 +53,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModelForImageTextToText
 
-from vlmrl.files import atomic_write, atomic_write_text
 from vlmrl.games import EVAL_SEED_BASE, get_task, make_env
 from vlmrl.games.blackjack import HIT
 from vlmrl.games.cards import RANKS, SUITS, Card
+from vlmrl.infra.files import atomic_write, atomic_write_text
 from vlmrl.policy.families import LOADING, family_of, load_processor
 from vlmrl.policy.folder import quiet_progress_bars
 from vlmrl.policy.parts import part_of

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlmrl.errors import UsageError
+from vlmrl.infra.errors import UsageError
 
 TASK_TYPES = (
     "pick_and_place_simple",

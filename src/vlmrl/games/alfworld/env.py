@@ -41,13 +41,13 @@ import numpy as np
 from gymnasium import spaces
 from PIL import Image
 
-from vlmrl.errors import UsageError
 from vlmrl.games.alfworld.conditions import goal_condition_rate
 from vlmrl.games.alfworld.data import TASK_TYPES, GameFile, find_games, require_alfworld, resolve_data_root
 from vlmrl.games.alfworld.engine import EXPERTS, Engine, EngineState, split_intro
 from vlmrl.games.alfworld.render import SIZE, draw_observation
 from vlmrl.games.alfworld.thor import ThorEngine, check_thor_scene, require_thor
 from vlmrl.games.base import GameEnv
+from vlmrl.infra.errors import UsageError
 
 MAX_STEPS = 50
 WIN_REWARD = 50.0

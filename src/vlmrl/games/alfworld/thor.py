@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from vlmrl.errors import UsageError
 from vlmrl.games.alfworld.data import require_alfworld
 from vlmrl.games.alfworld.engine import EngineState
+from vlmrl.infra.errors import UsageError
 
 THOR_HINT = (
     "engine=thor needs AI2-THOR, which vlmrl does not install: pip install 'alfworld[vis]' "

@@ -19,13 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tiny_runs import TINY
-from vlmrl import checkpoint as ckpt
 from vlmrl.cli import main, parse_args, quiet_writer_threads
-from vlmrl.config import load_config
-from vlmrl.errors import UsageError
-from vlmrl.metrics import ConsoleProgress, deterministic_view
-from vlmrl.runs import LOCK_FILE, RunFolder, holds_a_run
-from vlmrl.train import train
+from vlmrl.infra import checkpoint as ckpt
+from vlmrl.infra.errors import UsageError
+from vlmrl.infra.metrics import ConsoleProgress, deterministic_view
+from vlmrl.infra.runs import LOCK_FILE, RunFolder, holds_a_run
+from vlmrl.recipes.config import load_config
+from vlmrl.recipes.ppo import train
 
 
 def tiny_config(model, run_dir, *extra: str):
@@ -122,8 +122,8 @@ def test_a_second_process_on_the_same_run_is_refused(runs, tmp_path):
 
 def test_the_lock_dies_with_a_killed_process(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import time; from vlmrl.runs import RunFolder; held = RunFolder({str(tmp_path)!r}, "
-         "resume=True).__enter__(); print('locked', flush=True); time.sleep(60)"],
+        [sys.executable, "-c", "import time; from vlmrl.infra.runs import RunFolder; "
+         f"held = RunFolder({str(tmp_path)!r}, resume=True).__enter__(); print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -215,9 +215,11 @@ def test_a_bad_state_falls_back_to_the_previous_checkpoint_and_the_run_still_mat
 
 # ---------------------------------------------------------------- the disk
 def test_a_disk_too_small_for_the_run_is_one_line_before_any_work(tiny_llava, tmp_path, monkeypatch):
-    import vlmrl.runs
+    import vlmrl.infra.runs
 
-    monkeypatch.setattr(vlmrl.runs.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 4096))
+    monkeypatch.setattr(
+        vlmrl.infra.runs.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 4096)
+    )
     with pytest.raises(UsageError) as error:
         train(tiny_config(tiny_llava, tmp_path / "run", "total_steps=4"))
     assert str(error.value).startswith(
@@ -342,7 +344,7 @@ def saved_state(runs):
     from types import SimpleNamespace
 
     from vlmrl.games import get_task
-    from vlmrl.rollout import EpisodeWindow, Rollouts
+    from vlmrl.recipes.rollout import EpisodeWindow, Rollouts
 
     _, stopped = runs
     doc = json.loads((stopped / "checkpoints" / "step-2" / "state.json").read_text())
@@ -362,7 +364,7 @@ def test_any_damage_to_a_saved_state_is_a_valueerror_naming_it(saved_state, data
     one this run could have written; otherwise the check says what is wrong, and nothing else breaks."""
     import copy
 
-    from vlmrl.train import check_state
+    from vlmrl.recipes.ppo import check_state
 
     run, state = saved_state
     check_state(run, 2, state)

@@ -27,16 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlmrl.config import SFTConfig, save_config
-from vlmrl.errors import UsageError
-from vlmrl.files import atomic_write_text
 from vlmrl.games import Task, get_task, make_env
 from vlmrl.games.parsing import json_objects
-from vlmrl.metrics import ConsoleProgress, MetricsLogger
+from vlmrl.infra.errors import UsageError
+from vlmrl.infra.files import atomic_write_text
+from vlmrl.infra.metrics import ConsoleProgress, MetricsLogger
+from vlmrl.infra.runs import RunFolder, check_free_space, parameter_bytes, writing
 from vlmrl.policy import LoraSettings, Policy, Sample, export_merged, load_policy
 from vlmrl.policy.folder import quiet_progress_bars
 from vlmrl.policy.split import action_start
-from vlmrl.runs import RunFolder, check_free_space, parameter_bytes, writing
+from vlmrl.recipes.config import SFTConfig, save_config
 from vlmrl.tiny import model_or_demo
 
 

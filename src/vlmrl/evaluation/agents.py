@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Protocol
 import gymnasium as gym
 import numpy as np
 
-from vlmrl.errors import UsageError
 from vlmrl.games import Task
+from vlmrl.infra.errors import UsageError
 
 if TYPE_CHECKING:  # the games-only agents must not pull in torch
     from vlmrl.policy import Policy

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vlmrl.agents import Agent
+from vlmrl.evaluation.agents import Agent
 
 if TYPE_CHECKING:
     from vlmrl.policy import Policy

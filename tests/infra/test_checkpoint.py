@@ -16,8 +16,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from vlmrl import checkpoint as ckpt
-from vlmrl.checkpoint import (
+from vlmrl.infra import checkpoint as ckpt
+from vlmrl.infra.checkpoint import (
     CheckpointWarning,
     latest_checkpoint,
     list_checkpoints,
@@ -25,7 +25,7 @@ from vlmrl.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from vlmrl.errors import UsageError
+from vlmrl.infra.errors import UsageError
 
 
 # ---------------------------------------------------------------- a tiny training run that draws from every RNG

@@ -15,7 +15,7 @@ import torch
 from vlmrl.games import get_task
 from vlmrl.games.parsing import format_answer
 from vlmrl.policy.policy import Sample
-from vlmrl.rollout import Rollouts
+from vlmrl.recipes.rollout import Rollouts
 
 TASK = get_task("numberline")
 

@@ -31,7 +31,9 @@ from pydantic import Field, ValidationError
 
 from vlmrl.algos.advantages import gae, normalize
 from vlmrl.algos.ppo import cosine_lr, kl_to_reference, minibatch_indices, ppo_losses
-from vlmrl.checkpoint import (
+from vlmrl.evaluation.evaluate import EvalResult, evaluate_policy
+from vlmrl.games import EVAL_SEED_BASE, get_task
+from vlmrl.infra.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -39,15 +41,13 @@ from vlmrl.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from vlmrl.config import RESUME_ALONE, TrainConfig, load_config, resolved_train_config, save_config
-from vlmrl.errors import UsageError
-from vlmrl.evaluate import EvalResult, evaluate_policy
-from vlmrl.games import EVAL_SEED_BASE, get_task
-from vlmrl.metrics import ConsoleProgress, MetricsLogger
+from vlmrl.infra.errors import UsageError
+from vlmrl.infra.metrics import ConsoleProgress, MetricsLogger
+from vlmrl.infra.runs import RunFolder, check_free_space, parameter_bytes, writing
 from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
-from vlmrl.rollout import EpisodeWindow, Rollouts, Saved, schema_error
-from vlmrl.runs import RunFolder, check_free_space, parameter_bytes, writing
+from vlmrl.recipes.config import RESUME_ALONE, TrainConfig, load_config, resolved_train_config, save_config
+from vlmrl.recipes.rollout import EpisodeWindow, Rollouts, Saved, schema_error
 from vlmrl.tiny import model_or_demo
 
 PAPER_RESULTS = {"numberline": 0.894, "ezpoints": 0.50, "points24": 0.023, "blackjack": 0.402, "alfworld": 0.217}

@@ -57,7 +57,7 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
-from vlmrl.errors import Notice, UsageError
+from vlmrl.infra.errors import Notice, UsageError
 
 FORMAT = "vlmrl-checkpoint"
 VERSION = 2

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlmrl.config import TrainConfig, load_config
-from vlmrl.errors import UsageError
+from vlmrl.infra.errors import UsageError
+from vlmrl.recipes.config import TrainConfig, load_config
 
 GAMES = ["numberline", "ezpoints", "points24", "blackjack"]
 
@@ -84,8 +84,8 @@ def test_every_field_has_help_text():
 
 
 def test_the_help_texts_name_every_game():
-    from vlmrl.config import GAME_HELP
     from vlmrl.games import game_names
+    from vlmrl.recipes.config import GAME_HELP
 
     assert all(name in GAME_HELP for name in game_names(optional=True))
 
@@ -152,7 +152,7 @@ def test_cuda_on_a_machine_without_it_is_one_line(device):
     ],
 )
 def test_sft_values_are_checked_by_the_same_rules(overrides, message):
-    from vlmrl.config import load_sft_config
+    from vlmrl.recipes.config import load_sft_config
 
     with pytest.raises(UsageError) as error:
         load_sft_config(env="numberline", overrides=overrides)
@@ -188,7 +188,7 @@ def test_any_override_text_is_a_config_or_one_line(key, text):
 
 
 def test_presets_are_named_like_files_and_a_missing_one_is_one_line(monkeypatch, tmp_path):
-    import vlmrl.config as config_module
+    import vlmrl.recipes.config as config_module
 
     assert load_config("paper/ezpoints-llava-7b.yaml") == load_config("paper/ezpoints-llava-7b")
     local = tmp_path / "paper" / "ezpoints-llava-7b.yaml"  # a file of the same name wins over the preset

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from vlmrl.files import atomic_write, atomic_write_text
+from vlmrl.infra.files import atomic_write, atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "curve.png"

@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from tiny_runs import TINY
-from vlmrl.checkpoint import latest_checkpoint
 from vlmrl.cli import main
-from vlmrl.config import load_config
-from vlmrl.metrics import deterministic_view
-from vlmrl.train import train
+from vlmrl.infra.checkpoint import latest_checkpoint
+from vlmrl.infra.metrics import deterministic_view
+from vlmrl.recipes.config import load_config
+from vlmrl.recipes.ppo import train
 
 
 def tiny_config(model, run_dir, *extra: str, env: str = "numberline"):
@@ -53,7 +53,7 @@ def test_training_changes_the_trained_weights_only(tiny_llava, tmp_path):
     from vlmrl.policy.saving import trainable_tensors
 
     run_dir = train(tiny_config(tiny_llava, tmp_path / "run", "total_steps=4"))
-    from vlmrl.checkpoint import load_checkpoint
+    from vlmrl.infra.checkpoint import load_checkpoint
 
     trained = load_checkpoint(latest_checkpoint(run_dir)).tensors
     fresh = trainable_tensors(load_policy(tiny_llava, lora=LoraSettings(4, 8, 0.05)))
@@ -72,7 +72,7 @@ def test_resumed_run_logs_the_same_metrics_as_an_uninterrupted_one(tiny_llava, t
 
 
 def test_ctrl_c_finishes_the_update_and_writes_a_checkpoint(tiny_llava, tmp_path, monkeypatch):
-    import vlmrl.train as recipe
+    import vlmrl.recipes.ppo as recipe
 
     original = recipe.ppo_update
 

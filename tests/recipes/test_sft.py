@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from vlmrl.cli import main
-from vlmrl.config import load_sft_config
 from vlmrl.games import get_task, make_env
 from vlmrl.policy import load_policy
-from vlmrl.sft import answer_loss, collect_demonstrations
-from vlmrl.train import setup
+from vlmrl.recipes.config import load_sft_config
+from vlmrl.recipes.ppo import setup
+from vlmrl.recipes.sft import answer_loss, collect_demonstrations
 
 GAMES = ["numberline", "ezpoints", "points24", "blackjack"]
 
@@ -96,7 +96,7 @@ def test_train_init_starts_from_the_sft_weights(tiny_llava, tmp_path, capsys):
         ]
     )
     assert code == 0 and "model written" in capsys.readouterr().out
-    from vlmrl.config import load_config
+    from vlmrl.recipes.config import load_config
 
     config = load_config(
         env="numberline",
@@ -125,7 +125,7 @@ def test_train_init_starts_from_the_sft_weights(tiny_llava, tmp_path, capsys):
 
 
 def test_sft_config_errors_are_one_line():
-    from vlmrl.errors import UsageError
+    from vlmrl.infra.errors import UsageError
 
     with pytest.raises(UsageError, match="behaviour must be one of expert, random, epsilon"):
         load_sft_config(env="numberline", overrides=["behaviour=teacher"])

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from vlmrl.errors import UsageError
-from vlmrl.files import atomic_write_text
+from vlmrl.infra.errors import UsageError
+from vlmrl.infra.files import atomic_write_text
+from vlmrl.infra.seeds import EVAL_SEED_BASE
 from vlmrl.presets import preset, preset_names
-from vlmrl.seeds import EVAL_SEED_BASE
 
 GAME_HELP = "game: numberline, ezpoints, points24, blackjack or alfworld (an optional extra)"
 """The games' names for help texts (kept here, not derived from `vlmrl.games`, so that the

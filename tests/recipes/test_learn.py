@@ -8,13 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
-from vlmrl.checkpoint import load_weights
 from vlmrl.cli import learn_table, main
 from vlmrl.games import EVAL_SEED_BASE, get_task, make_env
-from vlmrl.learn import learn
+from vlmrl.infra.checkpoint import load_weights
 from vlmrl.policy import load_policy
 from vlmrl.policy.saving import trainable_tensors
-from vlmrl.train import trained_policy
+from vlmrl.recipes.learn import learn
+from vlmrl.recipes.ppo import trained_policy
 
 SFT = ["episodes=4", "epochs=1", "batch_size=4", "eval_examples=2", "max_new_tokens=8", "tensorboard=false"]
 RL = [
@@ -74,7 +74,7 @@ def test_trained_policy_holds_the_last_checkpoint_and_differs_from_the_sft_model
 
 
 def test_trained_policy_of_a_folder_that_is_not_a_run_is_one_error_line(tmp_path):
-    from vlmrl.errors import UsageError
+    from vlmrl.infra.errors import UsageError
 
     with pytest.raises(UsageError, match="not a `vlmrl train` run directory"):
         trained_policy(tmp_path)

@@ -25,8 +25,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from vlmrl.checkpoint import TMP_PREFIX, checkpoints_dir
-from vlmrl.errors import UsageError
+from vlmrl.infra.checkpoint import TMP_PREFIX, checkpoints_dir
+from vlmrl.infra.errors import UsageError
 
 LOCK_FILE = ".vlmrl.lock"
 RUN_MARKERS = ("config.yaml", "summary.json", "metrics.jsonl", "checkpoints")

@@ -10,10 +10,10 @@ import pytest
 
 from tiny_runs import TINY
 from vlmrl.cli import main
-from vlmrl.config import load_config
 from vlmrl.games import get_task
 from vlmrl.games.alfworld import TASK_TYPES
-from vlmrl.metrics import deterministic_view
+from vlmrl.infra.metrics import deterministic_view
+from vlmrl.recipes.config import load_config
 
 TASK = get_task("alfworld")
 
@@ -41,12 +41,12 @@ def records(run_dir):
 def test_one_tiny_training_iteration_trains_on_the_train_split_and_evaluates_on_held_out_games(
     tiny_llava, tmp_path, monkeypatch
 ):
-    import vlmrl.evaluate
-    import vlmrl.rollout
-    from vlmrl.train import train
+    import vlmrl.evaluation.evaluate
+    import vlmrl.recipes.rollout
+    from vlmrl.recipes.ppo import train
 
     splits: dict[str, list] = {"rollout": [], "evaluate": []}
-    for name, module in (("rollout", vlmrl.rollout), ("evaluate", vlmrl.evaluate)):
+    for name, module in (("rollout", vlmrl.recipes.rollout), ("evaluate", vlmrl.evaluation.evaluate)):
         original = module.make_text_env
 
         def recording(task, env_kwargs=None, *args, _name=name, _original=original, **kwargs):
@@ -85,7 +85,7 @@ def test_tiny_model_prompts_fit_its_context(tiny_llava):
 
 @pytest.mark.parametrize("behaviour", ["expert", "random", "epsilon"])
 def test_alfworld_demonstrations_parse_back_to_the_behaviour_action(alfworld, behaviour):
-    from vlmrl.sft import collect_demonstrations
+    from vlmrl.recipes.sft import collect_demonstrations
 
     demonstrations = collect_demonstrations(TASK, behaviour, episodes=2, seed=3, env_kwargs={"split": "valid_seen"})
     assert demonstrations
@@ -96,8 +96,8 @@ def test_alfworld_demonstrations_parse_back_to_the_behaviour_action(alfworld, be
 
 
 def test_sft_on_alfworld_checks_held_out_answers_against_each_steps_admissible_commands(tiny_llava, tmp_path):
-    from vlmrl.config import load_sft_config
-    from vlmrl.sft import sft
+    from vlmrl.recipes.config import load_sft_config
+    from vlmrl.recipes.sft import sft
 
     config = load_sft_config(
         env="alfworld",
@@ -118,8 +118,8 @@ def test_sft_on_alfworld_checks_held_out_answers_against_each_steps_admissible_c
 
 
 def test_evaluation_reports_success_per_task_type(tiny_llava):
-    from vlmrl.agents import ExpertAgent
-    from vlmrl.evaluate import evaluate, evaluate_policy
+    from vlmrl.evaluation.agents import ExpertAgent
+    from vlmrl.evaluation.evaluate import evaluate, evaluate_policy
     from vlmrl.policy import load_policy
 
     expert = evaluate(ExpertAgent(TASK), episodes=6, seed=0, env_kwargs={"split": "valid_unseen"})
@@ -136,8 +136,8 @@ def test_evaluation_reports_success_per_task_type(tiny_llava):
 
 
 def test_card_games_report_no_task_types():
-    from vlmrl.agents import ExpertAgent
-    from vlmrl.evaluate import evaluate
+    from vlmrl.evaluation.agents import ExpertAgent
+    from vlmrl.evaluation.evaluate import evaluate
 
     result = evaluate(ExpertAgent(get_task("numberline")), episodes=3, seed=0)
     assert result.per_type is None and "per_type" not in result.as_dict()
@@ -147,7 +147,7 @@ def test_resumed_alfworld_run_replays_admissible_commands_and_logs_the_same(tiny
     """Every answer of the untrained model is invalid; with invalid_action=random each becomes a
     random admissible command, so the saved episodes hold action ids that only mean something in
     the state they were taken in, which the resumed run must replay."""
-    from vlmrl.train import train
+    from vlmrl.recipes.ppo import train
 
     extra = ("total_steps=24", "steps_per_update=8", "eval_every=2", "eval_episodes=1", "invalid_action=random")
     whole = train(tiny_config(tiny_llava, tmp_path / "whole", *extra))
@@ -160,16 +160,16 @@ def test_resumed_alfworld_run_replays_admissible_commands_and_logs_the_same(tiny
 
 
 def test_eval_and_play_take_the_split_and_other_env_kwargs(alfworld, monkeypatch, capsys, tmp_path):
-    import vlmrl.evaluate
+    import vlmrl.evaluation.evaluate
 
     splits = []
-    original = vlmrl.evaluate.make_text_env
+    original = vlmrl.evaluation.evaluate.make_text_env
 
     def recording(task, env_kwargs=None, *args, **kwargs):
         splits.append((env_kwargs or {}).get("split"))
         return original(task, env_kwargs, *args, **kwargs)
 
-    monkeypatch.setattr(vlmrl.evaluate, "make_text_env", recording)
+    monkeypatch.setattr(vlmrl.evaluation.evaluate, "make_text_env", recording)
     argv = ["eval", "--env", "alfworld", "--split", "valid_seen", "--episodes", "2", "--json"]
     assert main([*argv, "--env-kwargs", "{goal_reward: level}"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from vlmrl.files import atomic_write, atomic_write_text
+from vlmrl.infra.files import atomic_write, atomic_write_text
 
 
 def test_a_write_replaces_the_file_and_keeps_its_mode(tmp_path):

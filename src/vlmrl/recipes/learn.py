@@ -18,17 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlmrl.agents import PolicyAgent
-from vlmrl.config import SFTConfig, TrainConfig, load_config, load_sft_config
-from vlmrl.evaluate import EvalResult, play_episode
-from vlmrl.files import atomic_write_text
+from vlmrl.evaluation.agents import PolicyAgent
+from vlmrl.evaluation.evaluate import EvalResult, play_episode
+from vlmrl.evaluation.play import write_gif
 from vlmrl.games import EVAL_SEED_BASE, get_task, make_text_env
-from vlmrl.play import write_gif
+from vlmrl.infra.files import atomic_write_text
+from vlmrl.infra.runs import RunFolder
 from vlmrl.policy import Policy, load_policy
-from vlmrl.runs import RunFolder
-from vlmrl.sft import sft
+from vlmrl.recipes.config import SFTConfig, TrainConfig, load_config, load_sft_config
+from vlmrl.recipes.ppo import PAPER_RESULTS, evaluate_heldout, train, trained_policy
+from vlmrl.recipes.sft import sft
 from vlmrl.tiny import demo_model, model_or_demo
-from vlmrl.train import PAPER_RESULTS, evaluate_heldout, train, trained_policy
 
 
 @dataclass

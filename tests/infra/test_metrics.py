@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vlmrl import metrics
-from vlmrl.metrics import (
+from vlmrl.infra import metrics
+from vlmrl.infra.metrics import (
     ConsoleProgress,
     MetricsLogger,
     deterministic_view,
