@@ -174,7 +174,8 @@ def test_help_lists_every_key_with_its_type_default_and_help(capsys, command):
 def test_print_config_prints_the_resolved_config_and_runs_nothing(capsys, tmp_path, monkeypatch):
     import yaml
 
-    from vlmrl.recipes.config import config_yaml, load_config, load_sft_config
+    from vlmrl.infra.typed_config import config_yaml
+    from vlmrl.recipes.config import load_config, load_sft_config
 
     monkeypatch.chdir(tmp_path)
     code, out, _ = run(capsys, "train", "--env", "ezpoints", "--print-config", "lr=3e-4", "num_envs=2")

@@ -23,7 +23,8 @@ from rich.table import Table
 
 from vlmrl import __version__
 from vlmrl.infra.errors import Notice, UsageError
-from vlmrl.recipes.config import BEHAVIOURS, GAME_HELP, KEYS_HEADING, SFTConfig, TrainConfig, keys_help
+from vlmrl.infra.typed_config import KEYS_HEADING, keys_help, load_yaml
+from vlmrl.recipes.config import BEHAVIOURS, GAME_HELP, SFTConfig, TrainConfig
 
 SPLIT_HELP = (
     "ALFWorld's games: train (the environment's default), valid_seen (held-out games, training rooms) "
@@ -289,7 +290,7 @@ def parse_env_kwargs(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError as error:
         raise UsageError(f"--env-kwargs {text!r} is not YAML: {' '.join(str(error).split())}") from None
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
@@ -404,7 +405,8 @@ def command_play(args: argparse.Namespace) -> None:
 def command_train(args: argparse.Namespace) -> None:
     overrides = args.overrides + ([f"init={args.init}"] if args.init else [])
     if args.print_config:
-        from vlmrl.recipes.config import config_yaml, resolved_train_config
+        from vlmrl.infra.typed_config import config_yaml
+        from vlmrl.recipes.config import resolved_train_config
 
         print(config_yaml(resolved_train_config(args.config, args.env, overrides, args.resume)), end="")
         return
@@ -415,7 +417,8 @@ def command_train(args: argparse.Namespace) -> None:
 
 
 def command_sft(args: argparse.Namespace) -> None:
-    from vlmrl.recipes.config import config_yaml, load_sft_config
+    from vlmrl.infra.typed_config import config_yaml
+    from vlmrl.recipes.config import load_sft_config
     from vlmrl.recipes.sft import sft
 
     if args.config is None and args.env is None:

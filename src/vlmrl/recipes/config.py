@@ -1,5 +1,6 @@
-"""The knobs of a PPO run: one dataclass whose fields carry their help text, YAML presets shipped
-in the package (`vlmrl.presets`), and `key=value` overrides on the command line.
+"""The knobs of the recipes (PPO, SFT): dataclasses whose fields carry their help text, YAML presets
+shipped in the package (`vlmrl.presets`), `key=value` overrides on the command line, and the range
+rules no type expresses (read and typed by `vlmrl.infra.typed_config`).
 
 Anything wrong (an unknown key, a value of the wrong type, an impossible value) is one
 `UsageError` line naming the key and what would be right, raised before any work starts.
@@ -8,29 +9,27 @@ Anything wrong (an unknown key, a value of the wrong type, an impossible value) 
 from __future__ import annotations
 
 import dataclasses
-import math
-import textwrap
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vlmrl.infra.errors import UsageError
-from vlmrl.infra.files import atomic_write_text
 from vlmrl.infra.seeds import EVAL_SEED_BASE
+from vlmrl.infra.typed_config import (
+    Config,
+    Layer,
+    build_config,
+    knob,
+    parse_override,
+    read_yaml,
+)
 from vlmrl.presets import preset, preset_names
 
 GAME_HELP = "game: numberline, ezpoints, points24, blackjack or alfworld (an optional extra)"
 """The games' names for help texts (kept here, not derived from `vlmrl.games`, so that the
 command line's start-up imports no game)."""
-
-
-def knob(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -169,92 +168,6 @@ class SFTConfig(RunConfig):
     eval_examples: int = knob(32, "held-out examples generated at each check (each up to max_new_tokens)")
 
 
-Config = typing.TypeVar("Config")
-
-
-def _fields(kind: type) -> dict[str, Any]:
-    return {f.name: f for f in dataclasses.fields(kind)}
-
-
-def _allowed_types(hint: Any) -> tuple[type, ...]:
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return tuple(t for t in typing.get_args(hint))
-    return (hint,)
-
-
-def coerce(kind: type, key: str, value: Any, source: str) -> Any:
-    """A value of the field's type, or a one-line error naming the key."""
-    fields = _fields(kind)
-    if key not in fields:
-        known = ", ".join(fields)
-        raise UsageError(f"unknown key {key!r} in {source}; known keys: {known}")
-    allowed = _allowed_types(typing.get_type_hints(kind)[key])
-    if value is None:
-        if type(None) in allowed:
-            return None
-        raise UsageError(f"{key} in {source} cannot be null; expected {allowed[0].__name__}")
-    for kind in allowed:
-        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(float(value)):
-                raise UsageError(f"{key} in {source} must be a finite number, not {value!r}")
-            return float(value)
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            if not -(2**63) <= value < 2**63:
-                raise UsageError(f"{key} in {source} is out of range ({value:.3g}); a 64-bit integer is expected")
-            return value
-        if kind is bool and isinstance(value, bool):
-            return value
-        if kind is str and isinstance(value, str | int | float) and not isinstance(value, bool):
-            return str(value)
-        if kind is dict and isinstance(value, dict):
-            return {str(k): v for k, v in value.items()}
-    names = " or ".join(k.__name__ if k is not type(None) else "null" for k in allowed)
-    raise UsageError(f"{key} in {source} must be {names}, not {value!r}")
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value`, the value read as YAML (so 0.1 is a number, true a boolean, null nothing)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise UsageError(f"override {text!r} is not key=value (e.g. lr=1e-5)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, str) and _looks_numeric(value):
-        value = float(value)
-    return key.strip(), value
-
-
-def _looks_numeric(text: str) -> bool:
-    """YAML 1.1 reads 1e-5 as a string; a user means a number."""
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def read_yaml(path: Path | Traversable, name: str | None = None) -> dict[str, Any]:
-    """A YAML mapping from a file or a shipped preset; `name` is what errors call it."""
-    name = str(path) if name is None else name
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise UsageError(f"cannot read config {name!r}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"config {name!r} is not text (YAML is UTF-8); is it the right file?") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"config {name!r} is not valid YAML{where}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UsageError(f"config {name!r} must be a mapping of key: value lines")
-    return data
-
-
 def config_source(path: str | Path) -> tuple[Path | Traversable, str]:
     """A config file, or else the shipped preset of that name (``paper/ezpoints-llava-7b``), with the
     name errors call it; neither is one line listing the shipped presets."""
@@ -284,23 +197,18 @@ def read_config(
 ) -> Config:
     """A config of `kind` from a YAML file (or a shipped preset named like one), or a game's preset
     `preset_prefix + game`, plus overrides."""
-    values: dict[str, Any] = {}
+    layers: list[Layer] = []
     if path is not None:
         source, name = config_source(path)
-        for key, value in read_yaml(source, name).items():
-            values[key] = coerce(kind, str(key), value, name)
+        layers.append((read_yaml(source, name), name))
     elif env is not None:
         from vlmrl.games import get_task
 
         game = get_task(env).name
         source, name = game_preset(preset_prefix, game)
-        for key, value in read_yaml(source, name).items():
-            values[key] = coerce(kind, str(key), value, name)
-        values["env"] = game
-    for text in overrides:
-        key, value = parse_override(text)
-        values[key] = coerce(kind, key, value, "the command line")
-    return kind(**values)
+        layers.append(({**read_yaml(source, name), "env": game}, name))
+    layers.append((dict(parse_override(text) for text in overrides), "the command line"))
+    return build_config(kind, layers)
 
 
 def load_config(path: str | Path | None = None, env: str | None = None, overrides: list[str] = ()) -> TrainConfig:
@@ -507,35 +415,3 @@ def check_env_kwargs(env: str, key: str, kwargs: dict | None) -> None:
         # for vlmrl/NumberLine-v0 with kwargs (...)"): the key and kwargs are named here already
         reason = str(error).split(" was raised from the environment creator")[0]
         raise UsageError(f"{key} {kwargs!r} does not suit {env}: {reason}") from None
-
-
-def config_yaml(config: Any) -> str:
-    """A config as the YAML a config file holds (what `--print-config` prints and runs save)."""
-    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
-
-
-def save_config(config: Any, path: Path) -> None:
-    atomic_write_text(path, config_yaml(config))
-
-
-KEYS_HEADING = "keys (key=value on the command line, key: value in a config file):"
-
-
-def _type_name(hint: Any) -> str:
-    return " or ".join("null" if t is type(None) else t.__name__ for t in _allowed_types(hint))
-
-
-def _shown(value: Any) -> str:
-    """A default as YAML writes it (null, true, runs/{env})."""
-    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
-
-
-def keys_help(kind: type) -> str:
-    """Every key of a config dataclass with its type, default and help, generated from the fields
-    (the epilog of `vlmrl train --help` and `vlmrl sft --help`)."""
-    hints = typing.get_type_hints(kind)
-    lines = [KEYS_HEADING]
-    for item in dataclasses.fields(kind):
-        lines.append(f"  {item.name} ({_type_name(hints[item.name])}, default {_shown(item.default)})")
-        lines += textwrap.wrap(item.metadata["help"], width=96, initial_indent=" " * 6, subsequent_indent=" " * 6)
-    return "\n".join(lines)

@@ -44,9 +44,10 @@ from vlmrl.infra.checkpoint import (
 from vlmrl.infra.errors import UsageError
 from vlmrl.infra.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.infra.runs import RunFolder, check_free_space, parameter_bytes, writing
+from vlmrl.infra.typed_config import save_config
 from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
-from vlmrl.recipes.config import RESUME_ALONE, TrainConfig, load_config, resolved_train_config, save_config
+from vlmrl.recipes.config import RESUME_ALONE, TrainConfig, load_config, resolved_train_config
 from vlmrl.recipes.rollout import EpisodeWindow, Rollouts, Saved, schema_error
 from vlmrl.tiny import model_or_demo
 

@@ -33,10 +33,11 @@ from vlmrl.infra.errors import UsageError
 from vlmrl.infra.files import atomic_write_text
 from vlmrl.infra.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.infra.runs import RunFolder, check_free_space, parameter_bytes, writing
+from vlmrl.infra.typed_config import save_config
 from vlmrl.policy import LoraSettings, Policy, Sample, export_merged, load_policy
 from vlmrl.policy.folder import quiet_progress_bars
 from vlmrl.policy.split import action_start
-from vlmrl.recipes.config import SFTConfig, save_config
+from vlmrl.recipes.config import SFTConfig
 from vlmrl.tiny import model_or_demo
 
 
