@@ -25,6 +25,7 @@ from vlmrl.infra.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
+from vlmrl.infra.checkpoint.manifest import manifest_digest
 from vlmrl.infra.errors import UsageError
 
 
@@ -191,7 +192,7 @@ def test_layout_and_manifest(tmp_path: Path) -> None:
                      "rng.safetensors", "state.json"}  # fmt: skip
     doc = json.loads((path / "state.json").read_text())
     assert doc["format"] == "vlmrl-checkpoint" and doc["version"] == 2 and doc["step"] == 7
-    assert doc["digest"] == ckpt._digest(doc) and len(doc["digest"]) == 64
+    assert doc["digest"] == manifest_digest(doc) and len(doc["digest"]) == 64
     assert doc["weights"] == ["model"] and set(doc["files"]) == names - {"state.json"}
     assert doc["files"]["model.safetensors"]["bytes"] == (path / "model.safetensors").stat().st_size
 
@@ -263,8 +264,8 @@ def test_killed_during_a_save_leaves_a_stale_temp_folder_that_the_next_save_remo
     def killed(tmp: Path, final: Path) -> None:
         raise KeyboardInterrupt  # killed just before the rename
 
-    monkeypatch.setattr(ckpt, "_publish", killed)
-    monkeypatch.setattr(ckpt, "_discard", lambda path: None)  # a killed process cleans nothing up
+    monkeypatch.setattr(ckpt.store, "_publish", killed)
+    monkeypatch.setattr(ckpt.store, "_discard", lambda path: None)  # a killed process cleans nothing up
     with pytest.raises(KeyboardInterrupt):
         save(run, tmp_path, 2)
     monkeypatch.undo()
@@ -463,14 +464,19 @@ def test_loading_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     restore(Run(1), path)
 
 
-def test_module_has_no_unpickling_calls() -> None:
-    tree = ast.parse(Path(ckpt.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
-                for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
-                                            if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
-    assert not imported & {"pickle", "dill", "joblib", "marshal", "shelve", "cloudpickle"}
-    loads = [ast.unparse(node) for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "load"]
-    assert loads == []  # no torch.load, np.load, pickle.load
+def test_package_has_no_unpickling_calls() -> None:
+    modules = sorted(Path(ckpt.__file__).parent.glob("*.py"))
+    assert {path.stem for path in modules} >= {"__init__", "codec", "rng", "manifest", "store"}
+    for module in modules:
+        tree = ast.parse(module.read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
+                    for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
+                                                if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
+        assert not imported & {"pickle", "dill", "joblib", "marshal", "shelve", "cloudpickle"}, module.name
+        loads = [
+            ast.unparse(node) for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "load"
+        ]
+        assert loads == [], module.name  # no torch.load, np.load, pickle.load
 
 
 # ---------------------------------------------------------------- CUDA (only where there is a GPU)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from tiny_runs import TINY
 from vlmrl.cli import main, parse_args, quiet_writer_threads
 from vlmrl.infra import checkpoint as ckpt
+from vlmrl.infra.checkpoint.manifest import manifest_digest
 from vlmrl.infra.errors import UsageError
 from vlmrl.infra.metrics import ConsoleProgress, deterministic_view
 from vlmrl.infra.runs import LOCK_FILE, RunFolder, holds_a_run
@@ -162,7 +163,7 @@ def reseal(path: Path, change) -> None:
     """Edit a checkpoint's state.json and write a matching digest, as a forger (or a bug) would."""
     doc = json.loads((path / "state.json").read_text())
     change(doc)
-    doc["digest"] = ckpt._digest(doc)
+    doc["digest"] = manifest_digest(doc)
     (path / "state.json").write_text(json.dumps(doc))
 
 
