@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vlmrl.evaluation.agents import Agent
+from vlmrl.evaluation.episodes import Lockstep
 
 if TYPE_CHECKING:
     from vlmrl.policy import Policy
@@ -60,24 +61,17 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
 
 def play_episode(env: TextActionWrapper, agent: Agent, seed: int, record: bool = False) -> Episode:
     """One episode on the deal of `seed`; with `record`, every step's image, answer and reward."""
-    task = env.task
-    observation, info = env.reset(seed=seed)
-    frames: list[dict[str, Any]] | None = [] if record else None
-    ret, length, invalid = 0.0, 0, 0
-    while True:
-        prompt = task.prompt(info)
-        text = agent.act(env, observation, prompt)
-        next_observation, reward, terminated, truncated, info = env.step(text)
-        if frames is not None:
-            frames.append({"image": observation, "answer": text, "reward": reward, "invalid": info["invalid"]})
-        ret += float(reward)
-        length += 1
-        invalid += int(info["invalid"])
-        observation = next_observation
-        if terminated or truncated:
-            if frames is not None:
-                frames.append({"image": observation, "answer": None, "reward": None, "success": info["success"]})
-            return Episode(bool(info["success"]), ret, length, invalid, frames, info.get("task_type"))
+    games = Lockstep([env], [[seed]])
+    frames: list[dict[str, Any]] = []
+    while games.active:
+        [(observation, info)] = games.states()
+        [step] = games.step([agent.act(env, observation, env.task.prompt(info))])
+        frames.append({"image": observation, "answer": step.answer, "reward": step.reward, "invalid": step.invalid})
+    episode = step.episode
+    if record:
+        frames.append({"image": step.next_observation, "answer": None, "reward": None, "success": episode.success})
+        episode.frames = frames
+    return episode
 
 
 def success_per_type(results: list[Episode]) -> dict[str, dict[str, float]] | None:
@@ -153,31 +147,19 @@ def evaluate_policy(
     results: list[Episode] = []
     for first in range(seed, seed + episodes, batch_size):
         seeds = range(first, min(first + batch_size, seed + episodes))
-        envs = [make_text_env(task, env_kwargs, invalid_action) for _ in seeds]
-        current = [env.reset(seed=s) for env, s in zip(envs, seeds, strict=True)]
-        totals = [Episode(False, 0.0, 0, 0) for _ in seeds]
-        active = list(range(len(envs)))
-        while active:
+        games = Lockstep([make_text_env(task, env_kwargs, invalid_action) for _ in seeds], [[s] for s in seeds])
+        ended: dict[int, Episode] = {}
+        while games.active:
+            states = games.states()
             samples = policy.generate(
-                [current[i][0] for i in active],
-                [task.prompt(current[i][1], cot=cot) for i in active],
+                [observation for observation, _ in states],
+                [task.prompt(info, cot=cot) for _, info in states],
                 temperature=temperature,
                 top_p=top_p,
                 max_new_tokens=max_new_tokens,
             )
-            still = []
-            for i, sample in zip(active, samples, strict=True):
-                obs, reward, terminated, truncated, info = envs[i].step(sample.text)
-                total = totals[i]
-                total.ret += float(reward)
-                total.length += 1
-                total.invalid += int(info["invalid"])
-                current[i] = (obs, info)
-                if terminated or truncated:
-                    total.success = bool(info["success"])
-                    total.task_type = info.get("task_type")
-                else:
-                    still.append(i)
-            active = still
-        results.extend(totals)
+            for step in games.step([sample.text for sample in samples]):
+                if step.episode is not None:
+                    ended[step.index] = step.episode
+        results.extend(ended[index] for index in range(len(seeds)))
     return summarize(task, "policy", results)

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vlmrl.games import EVAL_SEED_BASE, Episode, Task, TextActionWrapper, make_text_env
+from vlmrl.evaluation.episodes import Lockstep, Track
+from vlmrl.games import EVAL_SEED_BASE, Episode, Task, make_text_env
 from vlmrl.games.parsing import format_answer
 from vlmrl.policy.policy import Policy, Sample
 
@@ -97,16 +99,6 @@ class RolloutBuffer:
     generation_seconds: float = 0.0
 
 
-@dataclass
-class EnvTrack:
-    """What reproduces one environment's current episode, and its running totals."""
-
-    seed: int
-    actions: list[int | None] = field(default_factory=list)
-    ret: float = 0.0
-    invalid: int = 0
-
-
 class Rollouts:
     def __init__(
         self,
@@ -121,16 +113,17 @@ class Rollouts:
         self.task, self.cot = task, cot
         self.envs = [make_text_env(task, env_kwargs, invalid_action, invalid_penalty) for _ in range(num_envs)]
         self.seed_stream = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
-        self.tracks: list[EnvTrack] = []
-        self.current: list[tuple[np.ndarray, dict[str, Any]]] = []
-        for env in self.envs:
-            self.tracks.append(EnvTrack(seed=0))
-            self.current.append(self._start_episode(env, len(self.tracks) - 1))
+        self.games = Lockstep(self.envs, [self._seeds() for _ in self.envs])
 
-    def _start_episode(self, env: TextActionWrapper, index: int) -> tuple[np.ndarray, dict[str, Any]]:
-        seed = int(self.seed_stream.integers(EVAL_SEED_BASE))
-        self.tracks[index] = EnvTrack(seed=seed)
-        return env.reset(seed=seed)
+    def _seeds(self) -> Iterator[int]:
+        """Episode seeds without end, from the run's one stream (drawn as episodes end, in order)."""
+        while True:
+            yield int(self.seed_stream.integers(EVAL_SEED_BASE))
+
+    @property
+    def current(self) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """Each environment's (observation, info)."""
+        return self.games.states()
 
     def prompts(self) -> list[str]:
         return [self.task.prompt(info, cot=self.cot) for _, info in self.current]
@@ -166,21 +159,15 @@ class Rollouts:
             tokens += sum(len(s.response_ids) for s in batch)
             samples.extend(batch)
             truncated_finals: list[tuple[int, np.ndarray, dict[str, Any]]] = []
-            for i, (env, sample) in enumerate(zip(self.envs, batch, strict=True)):
-                obs, reward, term, trunc, info = env.step(sample.text)
-                track = self.tracks[i]
-                track.actions.append(info["action"])
-                track.ret += float(reward)
-                track.invalid += int(info["invalid"])
-                rewards[t, i], values[t, i] = float(reward), sample.value
-                terminated[t, i], truncated[t, i], invalid[t, i] = term, trunc and not term, info["invalid"]
-                if term or trunc:
-                    finished.append(Episode(bool(info["success"]), track.ret, len(track.actions), track.invalid))
-                    if trunc and not term:
-                        truncated_finals.append((i, obs, info))
-                    self.current[i] = self._start_episode(env, i)
-                else:
-                    self.current[i] = (obs, info)
+            for step, sample in zip(self.games.step([sample.text for sample in batch]), batch, strict=True):
+                i = step.index
+                rewards[t, i], values[t, i] = step.reward, sample.value
+                terminated[t, i], truncated[t, i] = step.terminated, step.truncated and not step.terminated
+                invalid[t, i] = step.invalid
+                if step.episode is not None:
+                    finished.append(step.episode)
+                if step.truncated and not step.terminated:
+                    truncated_finals.append((i, step.next_observation, step.next_info))
             if truncated_finals:
                 bootstrap = policy.values(
                     [obs for _, obs, _ in truncated_finals],
@@ -201,7 +188,7 @@ class Rollouts:
         """JSON-able: the seed stream, and per environment its episode seed and actions so far."""
         return {
             "seed_stream": self.seed_stream.bit_generator.state,
-            "tracks": [asdict(track) for track in self.tracks],
+            "tracks": [asdict(track) for track in self.games.tracks],
             "fallback_rngs": [env.fallback_rng.bit_generator.state for env in self.envs],
             "counters": [[env.steps, env.invalid_steps] for env in self.envs],
         }
@@ -212,7 +199,7 @@ class Rollouts:
         the state it was taken in, no episode over before its actions are)."""
         self._check_schema(state)
         for i, track in enumerate(state["tracks"]):
-            self._replay(i, EnvTrack(**track))
+            self._replay(i, Track(**track))
 
     def _check_schema(self, state: Any) -> None:
         try:
@@ -223,7 +210,7 @@ class Rollouts:
             if len(state[key]) != len(self.envs):
                 raise ValueError(f"rollouts.{key} has {len(state[key])} environments, this run {len(self.envs)}")
 
-    def _replay(self, index: int, track: EnvTrack) -> tuple[np.ndarray, dict[str, Any]]:
+    def _replay(self, index: int, track: Track) -> tuple[np.ndarray, dict[str, Any]]:
         """Environment `index` back in the state `track` reached: its deal, then its actions."""
         env = self.envs[index]
         obs, info = env.reset(seed=track.seed)
@@ -245,8 +232,7 @@ class Rollouts:
         self._check_schema(state)
         self.seed_stream.bit_generator.state = state["seed_stream"]
         for i, (env, track) in enumerate(zip(self.envs, state["tracks"], strict=True)):
-            self.tracks[i] = EnvTrack(**track)
-            self.current[i] = self._replay(i, self.tracks[i])
+            self.games.restore(i, Track(**track), *self._replay(i, Track(**track)))
             env.fallback_rng.bit_generator.state = state["fallback_rngs"][i]
             env.steps, env.invalid_steps = state["counters"][i]
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vlmrl.evaluation.episodes import Lockstep
 from vlmrl.games import Task, get_task, make_env
 from vlmrl.games.parsing import json_objects
 from vlmrl.infra.errors import UsageError
@@ -74,25 +75,24 @@ def collect_demonstrations(
     """Every step of `episodes` seeded episodes played by the behaviour policy."""
     env = make_env(task.name, **(env_kwargs or {}))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xDE40]))
-    demonstrations = []
-    for episode in range(episodes):
-        observation, info = env.reset(seed=seed + episode)
-        while True:
-            action, argued = behaviour_action(task, env, behaviour, epsilon, rng)
-            demonstrations.append(
-                Demonstration(
-                    observation,
-                    task.prompt(info, cot=cot),
-                    task.answer(env, action, cot, argued),
-                    action,
-                    task.describe(env) if cot else {},
-                    episode,
-                    info,
-                )
+    games = Lockstep([env], [range(seed, seed + episodes)])
+    demonstrations, episode = [], 0
+    while games.active:
+        [(observation, info)] = games.states()
+        action, argued = behaviour_action(task, env, behaviour, epsilon, rng)
+        demonstrations.append(
+            Demonstration(
+                observation,
+                task.prompt(info, cot=cot),
+                task.answer(env, action, cot, argued),
+                action,
+                task.describe(env) if cot else {},
+                episode,
+                info,
             )
-            observation, _, terminated, truncated, info = env.step(action)
-            if terminated or truncated:
-                break
+        )
+        [step] = games.step([action])
+        episode += step.episode is not None
     env.close()
     return demonstrations
 
