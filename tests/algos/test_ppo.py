@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from vlmrl.algos import cosine_lr, kl_to_reference, minibatch_indices, ppo_losses
+from vlmrl.algos import kl_to_reference, minibatch_indices, ppo_losses
 
 
 def logratios(*ratios: float) -> torch.Tensor:
@@ -167,14 +167,6 @@ def test_reference_kl_is_zero_without_a_reference_and_required_with_a_coefficien
     assert out.kl_ref.item() == 0.0
     with pytest.raises(ValueError, match="kl_ref"):
         losses(logratios(1.2, 0.9), [1.0, 1.0], kl_coef=0.1)
-
-
-def test_cosine_lr_endpoints_and_midpoint():
-    assert cosine_lr(0, 100, lr=1.0, lr_min=0.1) == pytest.approx(1.0)
-    assert cosine_lr(25, 100, lr=1.0, lr_min=0.1) == pytest.approx(0.8681981)  # 0.1 + 0.45 * (1 + cos(pi / 4))
-    assert cosine_lr(50, 100, lr=1.0, lr_min=0.1) == pytest.approx(0.55)
-    assert cosine_lr(100, 100, lr=1.0, lr_min=0.1) == pytest.approx(0.1)
-    assert cosine_lr(150, 100, lr=1.0, lr_min=0.1) == pytest.approx(0.1)
 
 
 def test_minibatch_indices_cover_every_index_once():

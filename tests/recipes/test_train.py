@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 
@@ -128,3 +129,21 @@ def test_the_reference_kl_is_zero_until_the_policy_moves_and_positive_after(lora
         tiny_config(tiny_llava, tmp_path / "moving", f"lora={lora}", "kl_coef=0.1", "total_steps=8", "eval_every=0")
     )
     assert records(moving)[-1]["losses/kl_ref"] > 1e-4
+
+
+def test_each_group_decays_on_a_cosine_from_its_lr_to_lr_min_over_the_run(tiny_llava, tmp_path):
+    from vlmrl.recipes.ppo import optimizer_steps_per_update, setup
+
+    config = tiny_config(tiny_llava, tmp_path / "run", "lr=1e-3", "lr_min=1e-4", "value_lr=2e-2")
+    run = setup(config)
+    total = config.updates * optimizer_steps_per_update(config)
+    seen = [run.scheduler.get_last_lr()]
+    for _ in range(total):
+        run.optimizer.step()
+        run.scheduler.step()
+        seen.append(run.scheduler.get_last_lr())
+    assert seen[0] == pytest.approx([1e-3, 2e-2])
+    assert seen[total // 2] == pytest.approx([(1e-3 + 1e-4) / 2, (2e-2 + 2e-3) / 2])  # the cosine's midpoint
+    assert seen[-1] == pytest.approx([1e-4, 2e-3])  # the value head ends at the same fraction lr_min / lr
+    actor = [lrs[0] for lrs in seen]
+    assert all(later <= earlier for earlier, later in itertools.pairwise(actor))

@@ -3,7 +3,6 @@
 from vlmrl.algos.advantages import gae, normalize
 from vlmrl.algos.ppo import (
     PPOLosses,
-    cosine_lr,
     kl_to_reference,
     minibatch_indices,
     policy_loss,
@@ -13,7 +12,6 @@ from vlmrl.algos.ppo import (
 
 __all__ = [
     "PPOLosses",
-    "cosine_lr",
     "gae",
     "kl_to_reference",
     "minibatch_indices",

@@ -11,7 +11,6 @@ detached, so gradients reach only the new log-probs, new values and entropy.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -114,14 +113,6 @@ def ppo_losses(
         clipfrac=clipfrac,
         kl_ref=kl_ref,
     )
-
-
-def cosine_lr(step: int, total_steps: int, lr: float, lr_min: float) -> float:
-    """Cosine decay from `lr` at step 0 to `lr_min` at `total_steps`, constant at `lr_min` after."""
-    if step >= total_steps:
-        return lr_min
-    progress = max(step, 0) / total_steps
-    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * progress))
 
 
 def minibatch_indices(n: int, minibatch_size: int, generator: torch.Generator) -> list[Tensor]:

@@ -28,9 +28,10 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 from pydantic import Field, ValidationError
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from vlmrl.algos.advantages import gae, normalize
-from vlmrl.algos.ppo import cosine_lr, kl_to_reference, minibatch_indices, ppo_losses
+from vlmrl.algos.ppo import kl_to_reference, minibatch_indices, ppo_losses
 from vlmrl.evaluation.evaluate import EvalResult, evaluate_policy
 from vlmrl.games import EVAL_SEED_BASE, get_task
 from vlmrl.infra.checkpoint import (
@@ -120,8 +121,8 @@ def setup(config: TrainConfig) -> Run:
     groups = [{"params": actor, "lr": config.lr}, {"params": critic, "lr": value_lr}]
     optimizer = torch.optim.Adam(groups, lr=config.lr, eps=config.adam_eps)
     total = config.updates * optimizer_steps_per_update(config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: cosine_lr(step, total, config.lr, config.lr_min) / config.lr
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(  # each group from its own lr down by lr_min / lr
+        optimizer, num_warmup_steps=0, num_training_steps=total, min_lr_rate=config.lr_min / config.lr
     )
     rollouts = Rollouts(
         get_task(config.env),

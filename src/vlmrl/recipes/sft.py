@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers import get_cosine_schedule_with_warmup
 
 from vlmrl.evaluation.episodes import Lockstep
 from vlmrl.games import Task, get_task, make_env
@@ -191,7 +192,7 @@ def fine_tune(config: SFTConfig, run_dir: Path, task: Task, policy: Policy, trai
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total = steps_per_epoch * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total)
     save_config(config, run_dir / "config.yaml")
     order = torch.Generator().manual_seed(config.seed)
     checks = heldout[: config.eval_examples]
