@@ -50,10 +50,9 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from vlmrl.policy.families import IMAGE_ONLY_PROCESSORS, Family, get_family
 from vlmrl.policy.folder import quiet_progress_bars
 from vlmrl.tiny.tokenizer import game_corpus, train_tokenizer
+from vlmrl.tiny.vision import MARKER, pretrain_vision_tower
 
 SIZES = ("test", "demo")
-MARKER = "vlmrl_tiny.json"
-"""Written into every build: marks a folder that a new build may replace."""
 TOKENIZER_VERSION = 2
 """Raised whenever the tokenizer's corpus changes (2: ALFWorld text), so a cached demo model is rebuilt."""
 IMAGE_SIZE = 112
@@ -330,8 +329,6 @@ def build_tiny_model(
         }
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if pretrain_vision > 0:
-            from vlmrl.tiny.vision import pretrain_vision_tower  # vision imports this module
-
             pretrain_vision_tower(staging, steps=pretrain_vision, seed=seed, progress=progress)
         _replace(staging, out)
     except BaseException:

@@ -60,9 +60,10 @@ from vlmrl.infra.files import atomic_write, atomic_write_text
 from vlmrl.policy.families import LOADING, family_of, load_processor
 from vlmrl.policy.folder import quiet_progress_bars
 from vlmrl.policy.parts import part_of
-from vlmrl.tiny.build import MARKER
 
 GAMES = ("numberline", "ezpoints", "points24", "blackjack")
+MARKER = "vlmrl_tiny.json"
+"""Written into every tiny build (`vlmrl.tiny.build`): marks a folder that a new build may replace."""
 RECORD = "vlmrl_vision.json"
 """Where the pretraining is recorded in a folder that is not a tiny build (has no `MARKER`)."""
 HELDOUT_SEEDS = EVAL_SEED_BASE
