@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 import warnings
@@ -22,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vlmrl import __version__
-from vlmrl.infra.errors import Notice, UsageError
+from vlmrl.infra.errors import Notice, RankError, RankFailure, UsageError
 from vlmrl.infra.typed_config import KEYS_HEADING, keys_help, load_yaml
 from vlmrl.recipes.config import BEHAVIOURS, GAME_HELP, SFTConfig, TrainConfig
 
@@ -592,13 +593,26 @@ def notices_as_lines(fallback: Callable) -> Callable:
     return show
 
 
+def launcher_rank() -> int:
+    """The rank a launcher (torchrun, accelerate launch) gave this process; 0 without one."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0  # World.from_environment says what is wrong with it, in one line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     thread_hook = threading.excepthook
     threading.excepthook = quiet_writer_threads(thread_hook)
+    helper = launcher_rank() > 0  # rank 0 speaks for every process; the others say only their own errors
     try:
-        with warnings.catch_warnings():
+        with (
+            warnings.catch_warnings(),
+            open(os.devnull, "w") as silent,
+            contextlib.redirect_stdout(silent) if helper else contextlib.nullcontext(),
+        ):
+            warnings.simplefilter("ignore" if helper else "always", Notice)
             warnings.showwarning = notices_as_lines(warnings.showwarning)
-            warnings.simplefilter("always", Notice)
             # peft still calls transformers' deprecated name at every model load: noise for a user
             warnings.filterwarnings(
                 "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
@@ -625,8 +639,12 @@ def run_command(argv: Sequence[str] | None) -> int:
             command_bench_env(args)
         elif args.command == "bench" and args.what == "learn":
             command_bench_learn(args)
+    except RankFailure as error:
+        print(f"vlmrl: error: {error}; resume from the last checkpoint with --resume", file=sys.stderr)
+        return 1
     except UsageError as error:
-        print(f"vlmrl: error: {error}", file=sys.stderr)
+        if launcher_rank() == 0 or isinstance(error, RankError):  # the same on every rank: rank 0 says it once
+            print(f"vlmrl: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"vlmrl: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "), file=sys.stderr)
@@ -634,6 +652,9 @@ def run_command(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("vlmrl: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "vlmrl.infra.distributed" in sys.modules:  # a training command joined a process group
+            sys.modules["vlmrl.infra.distributed"].leave_world()
     return 0
 
 

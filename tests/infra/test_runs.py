@@ -345,6 +345,7 @@ def saved_state(runs):
     from types import SimpleNamespace
 
     from vlmrl.games import get_task
+    from vlmrl.infra.distributed import ALONE
     from vlmrl.recipes.rollout import EpisodeWindow, Rollouts
 
     _, stopped = runs
@@ -352,6 +353,8 @@ def saved_state(runs):
     config = load_config(stopped / "config.yaml")
     run = SimpleNamespace(
         config=config,
+        run_dir=stopped,
+        world=ALONE,
         window=EpisodeWindow(config.success_window),
         rollouts=Rollouts(get_task(config.env), config.num_envs, config.seed),
     )

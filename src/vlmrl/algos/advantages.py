@@ -11,6 +11,8 @@ step the value of the final (truncated) observation, since the environment was r
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -53,14 +55,22 @@ def gae(
     return advantages, returns
 
 
-def normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
+def normalize(x: Tensor, eps: float = 1e-8, sum_over_ranks: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Zero mean, unit standard deviation over all elements (per-batch advantage normalisation).
 
     Uses the population standard deviation (no Bessel correction), so the result is defined for
     any size: a single element, or all elements equal, gives zeros rather than nan. An empty
-    tensor comes back empty. Returns float32.
+    tensor comes back empty. Returns float32. With `sum_over_ranks` (data-parallel training: each
+    process holds its part of the batch), the mean and deviation are those of all parts together.
     """
     x = x.float()
+    if sum_over_ranks is not None:
+        count_and_sum = sum_over_ranks(torch.stack([torch.tensor(float(x.numel())), x.sum()]))
+        count = count_and_sum[0]
+        if count == 0:
+            return x.clone()
+        centered = x - count_and_sum[1] / count
+        return centered / ((sum_over_ranks(centered.pow(2).sum()) / count).sqrt() + eps)
     if x.numel() == 0:
         return x.clone()
     centered = x - x.mean()

@@ -11,7 +11,7 @@ needs held-out games, not just held-out seeds: pass the environment's held-out s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -142,12 +142,41 @@ def evaluate_policy(
     batch_size: int = 64,
     env_kwargs: dict[str, Any] | None = None,
 ) -> EvalResult:
-    """A VLM policy on the deals of seeds seed, seed+1, ...: up to `batch_size` episodes run in
+    """A VLM policy on the deals of seeds seed, seed+1, ..., summarised."""
+    played = play_policy(
+        policy,
+        task,
+        range(seed, seed + episodes),
+        cot=cot,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        invalid_action=invalid_action,
+        batch_size=batch_size,
+        env_kwargs=env_kwargs,
+    )
+    return summarize(task, "policy", played)
+
+
+def play_policy(
+    policy: Policy,
+    task: Task,
+    seeds: Sequence[int],
+    *,
+    cot: bool = True,
+    temperature: float = 0.2,
+    top_p: float = 1.0,
+    max_new_tokens: int = 256,
+    invalid_action: str | None = None,
+    batch_size: int = 64,
+    env_kwargs: dict[str, Any] | None = None,
+) -> list[Episode]:
+    """A VLM policy on the deals of `seeds`, in their order: up to `batch_size` episodes run in
     lockstep, one batched `generate` per step, each episode stepped until it ends."""
     results: list[Episode] = []
-    for first in range(seed, seed + episodes, batch_size):
-        seeds = range(first, min(first + batch_size, seed + episodes))
-        games = Lockstep([make_text_env(task, env_kwargs, invalid_action) for _ in seeds], [[s] for s in seeds])
+    for first in range(0, len(seeds), batch_size):
+        batch = seeds[first : first + batch_size]
+        games = Lockstep([make_text_env(task, env_kwargs, invalid_action) for _ in batch], [[s] for s in batch])
         ended: dict[int, Episode] = {}
         while games.active:
             states = games.states()
@@ -161,5 +190,5 @@ def evaluate_policy(
             for step in games.step([sample.text for sample in samples]):
                 if step.episode is not None:
                     ended[step.index] = step.episode
-        results.extend(ended[index] for index in range(len(seeds)))
-    return summarize(task, "policy", results)
+        results.extend(ended[index] for index in range(len(batch)))
+    return results

@@ -5,6 +5,16 @@ class UsageError(Exception):
     """Bad input from the user (an unknown game, a malformed option): shown as one line, exit 2."""
 
 
+class RankError(UsageError):
+    """Bad input that only this rank of a distributed run meets (its GPU, its launcher's variables).
+    Every other UsageError is the same on every rank, so the command line prints it on rank 0 alone;
+    this one each rank prints itself."""
+
+
+class RankFailure(Exception):
+    """Another rank of a distributed run stopped answering (it died, or hangs): a collective timed out."""
+
+
 class Notice(UserWarning):
     """Something the user should know that does not stop the work (a skipped checkpoint, ignored
     custom code); the command line prints it as one line, `vlmrl: note: ...`."""

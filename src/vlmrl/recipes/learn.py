@@ -22,6 +22,7 @@ from vlmrl.evaluation.agents import PolicyAgent
 from vlmrl.evaluation.evaluate import EvalResult, play_episode
 from vlmrl.evaluation.play import write_gif
 from vlmrl.games import EVAL_SEED_BASE, get_task, make_text_env
+from vlmrl.infra.distributed import ALONE, World
 from vlmrl.infra.files import atomic_write_text
 from vlmrl.infra.runs import RunFolder
 from vlmrl.policy import Policy, load_policy
@@ -43,9 +44,11 @@ class Stage:
         return {"stage": self.name, "seconds": round(self.seconds, 1), **self.result.as_dict()}
 
 
-def evaluate_stage(name: str, policy: Policy, config: TrainConfig, episodes: int, seconds: float) -> Stage:
-    """`policy` on the held-out deals, sampled as the PPO preset evaluates."""
-    result = evaluate_heldout(policy, config, episodes)
+def evaluate_stage(
+    name: str, policy: Policy, config: TrainConfig, episodes: int, seconds: float, world: World = ALONE
+) -> Stage:
+    """`policy` on the held-out deals, sampled as the PPO preset evaluates (split over the ranks)."""
+    result = evaluate_heldout(policy, config, episodes, world)
     result.agent = name
     return Stage(name, result, seconds)
 
@@ -79,37 +82,55 @@ def learn(
     sft_config = load_sft_config(env=env, overrides=[f"out={out / 'sft'}", *sft_overrides])
     train_config = load_config(env=env, overrides=[f"init={out / 'sft'}", f"out={out / 'rl'}", *train_overrides])
     refusal = "replace it with --overwrite, or choose another --out"
-    with RunFolder(out, overwrite=overwrite, refusal=refusal):
-        return pipeline(env, out, episodes, sft_config, train_config, untrained, log)
+    world = World.join(train_config.device)
+    with world.on_main(lambda: RunFolder(out, overwrite=overwrite, refusal=refusal)):
+        return pipeline(env, out, episodes, sft_config, train_config, untrained, log if world.is_main else quiet, world)
+
+
+def quiet(line: str) -> None:
+    """The log of ranks other than 0: rank 0 tells the stages for every rank."""
 
 
 def pipeline(
-    env: str, out: Path, episodes: int, sft_config: SFTConfig, train_config: TrainConfig, untrained: bool, log
+    env: str,
+    out: Path,
+    episodes: int,
+    sft_config: SFTConfig,
+    train_config: TrainConfig,
+    untrained: bool,
+    log,
+    world: World = ALONE,
 ) -> dict[str, Any]:
-    """The five steps of `learn`, in a folder it has claimed."""
+    """The five steps of `learn`, in a folder it has claimed (under a launcher: every rank trains
+    and evaluates its share; rank 0 writes the GIF and the summary)."""
     started = time.perf_counter()
-    if sft_config.model is None:
-        demo_model()  # built once per machine, before the clock of any stage starts
+    if sft_config.model is None:  # built once per machine, before the clock of any stage starts
+        world.from_main(lambda: demo_model() and None)  # rank 0 first: the others find it in the cache
+        demo_model()
     stages: list[Stage] = []
     if untrained:
         log(f"[1/5] evaluating the untrained model on {episodes} held-out episodes")
         stages.append(
-            evaluate_stage("untrained", load_policy(model_or_demo(sft_config.model)), train_config, episodes, 0.0)
+            evaluate_stage(
+                "untrained", load_policy(model_or_demo(sft_config.model)), train_config, episodes, 0.0, world
+            )
         )
     log(f"[2/5] supervised warm-up: {sft_config.episodes} episodes of {sft_config.behaviour} demonstrations")
     clock = time.perf_counter()
     sft_dir = sft(sft_config)
     sft_seconds = time.perf_counter() - clock
     log(f"[3/5] evaluating the SFT model on {episodes} held-out episodes")
-    stages.append(evaluate_stage("sft", load_policy(sft_dir / "model"), train_config, episodes, sft_seconds))
+    stages.append(evaluate_stage("sft", load_policy(sft_dir / "model"), train_config, episodes, sft_seconds, world))
     log(f"[4/5] PPO: {train_config.total_steps} env steps")
     clock = time.perf_counter()
     rl_dir = train(train_config)
     rl_seconds = time.perf_counter() - clock
     log(f"[5/5] evaluating the trained model on {episodes} held-out episodes")
     policy, _ = trained_policy(rl_dir)
-    stages.append(evaluate_stage("rl", policy, train_config, episodes, rl_seconds))
-    gif = record_gif(policy, train_config, out / "episode.gif")
+    stages.append(evaluate_stage("rl", policy, train_config, episodes, rl_seconds, world))
+    gif = out / "episode.gif"
+    if world.is_main:
+        record_gif(policy, train_config, gif)
     task = get_task(env)
     summary = {
         "env": task.name,
@@ -124,5 +145,6 @@ def pipeline(
         "seconds": round(time.perf_counter() - started, 1),
         "run": {"sft": str(sft_dir), "rl": str(rl_dir), "curve": str(rl_dir / "curve.png"), "gif": str(gif)},
     }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if world.is_main:
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -16,6 +16,7 @@ a final checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import signal
@@ -32,7 +33,7 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from vlmrl.algos.advantages import gae, normalize
 from vlmrl.algos.ppo import kl_to_reference, minibatch_indices, ppo_losses
-from vlmrl.evaluation.evaluate import EvalResult, evaluate_policy
+from vlmrl.evaluation.evaluate import EvalResult, play_policy, summarize
 from vlmrl.games import EVAL_SEED_BASE, get_task
 from vlmrl.infra.checkpoint import (
     latest_checkpoint,
@@ -42,6 +43,7 @@ from vlmrl.infra.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
+from vlmrl.infra.distributed import ALONE, World, split_evenly
 from vlmrl.infra.errors import UsageError
 from vlmrl.infra.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.infra.runs import RunFolder, check_free_space, parameter_bytes, writing
@@ -69,6 +71,7 @@ class Run:
     window: EpisodeWindow
     minibatch_rng: torch.Generator
     reference: Policy | None
+    world: World = ALONE
     update: int = 0
     env_steps: int = 0
 
@@ -90,22 +93,28 @@ def initial_model(config: TrainConfig) -> Path:
     raise UsageError(f"init {config.init!r} is neither a `vlmrl sft` run (with model/) nor a model folder")
 
 
-def build_policy(config: TrainConfig) -> Policy:
-    """The policy a run trains: its initial model, with LoRA or its parts trainable, on its device."""
+def build_policy(config: TrainConfig, world: World = ALONE) -> Policy:
+    """The policy a run trains: its initial model, with LoRA or its parts trainable, on its device
+    (under a launcher, this rank's own GPU)."""
     lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
     return load_policy(
         initial_model(config),
         lora=lora,
         trainable=config.trainable,
-        device=None if config.device == "auto" else config.device,
+        device=world.device(config.device),
         gradient_checkpointing=config.gradient_checkpointing,
     )
 
 
-def setup(config: TrainConfig) -> Run:
-    """Build the policy, the optimizer and its schedule, the environments."""
+def setup(config: TrainConfig, world: World = ALONE) -> Run:
+    """Build the policy, the optimizer and its schedule, this rank's share of the environments."""
+    local_envs = world.share(config.num_envs, "num_envs")
+    world.share(config.minibatch_size, "minibatch_size")  # each forward pass takes minibatch_size / N samples
     torch.manual_seed(config.seed)
-    policy = build_policy(config)
+    policy = build_policy(config, world)
+    if world.distributed:  # one start on every rank (as DDP does), then each rank samples its own way
+        world.copy_from_main(p for p in policy.parameters() if p.requires_grad)  # frozen ones come from the folder
+        torch.manual_seed(world.seed(config.seed))
     reference = None
     if config.kl_coef > 0 and not is_lora(policy):  # with LoRA the reference is the model with adapters off
         reference = Policy(
@@ -126,12 +135,14 @@ def setup(config: TrainConfig) -> Run:
     )
     rollouts = Rollouts(
         get_task(config.env),
-        config.num_envs,
+        local_envs,
         config.seed,
         config.invalid_action,
         config.invalid_penalty,
         config.cot,
         config.env_kwargs,
+        rank=world.rank,
+        world_size=world.size,
     )
     return Run(
         config,
@@ -141,8 +152,9 @@ def setup(config: TrainConfig) -> Run:
         scheduler,
         rollouts,
         EpisodeWindow(config.success_window),
-        torch.Generator().manual_seed(config.seed),
+        torch.Generator().manual_seed(world.seed(config.seed)),
         reference,
+        world,
     )
 
 
@@ -159,20 +171,20 @@ def reference_logprobs(run: Run, samples) -> torch.Tensor | None:
 
 def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
     """`ppo_epochs` passes of clipped PPO over the buffer; the mean of each loss term."""
-    config, policy = run.config, run.policy
+    config, policy, world = run.config, run.policy, run.world
     samples = buffer.samples
     old_logprob = torch.tensor([s.logprob(config.cot_lambda) for s in samples])
     old_value = buffer.values.flatten()
     advantages, returns = advantages.flatten(), returns.flatten()
-    if config.normalize_advantages:
-        advantages = normalize(advantages)
+    if config.normalize_advantages:  # over every rank's part of the buffer
+        advantages = normalize(advantages, sum_over_ranks=world.sum if world.distributed else None)
     ref_logprob = reference_logprobs(run, samples)
     parameters = [p for p in policy.parameters() if p.requires_grad]
     device = policy.device
     totals: dict[str, list[float]] = {}
     policy.train()
     for _ in range(config.ppo_epochs):
-        batches = minibatch_indices(len(samples), config.minibatch_size, run.minibatch_rng)
+        batches = minibatch_indices(len(samples), config.minibatch_size // world.size, run.minibatch_rng)
         for first in range(0, len(batches), config.grad_accum):
             group = batches[first : first + config.grad_accum]
             for index in group:
@@ -208,25 +220,38 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
                     ("kl_ref", losses.kl_ref),
                 ):
                     totals.setdefault(name, []).append(float(value.detach()))
-            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+            world.mean_gradients(parameters)  # every rank now holds the global gradient, so the clip is global
+            norm = torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+            totals.setdefault("grad_norm", []).append(float(norm))  # before the clip
             run.optimizer.step()
             run.scheduler.step()
             run.optimizer.zero_grad(set_to_none=True)
     policy.eval()
     stats = {f"losses/{name}": float(np.mean(values)) for name, values in totals.items()}
+    if world.distributed:  # each rank's means over equal shares: their mean is the global one
+        means = world.sum(torch.tensor(list(stats.values()), dtype=torch.float64)) / world.size
+        stats = dict(zip(stats, means.tolist(), strict=True))
+        returns, old_value = torch.cat(world.gather(returns)), torch.cat(world.gather(old_value))
     variance = returns.var()
     stats["losses/explained_variance"] = float(1 - (returns - old_value).var() / variance) if variance > 0 else 0.0
     return stats
 
 
-def evaluate_heldout(policy: Policy, config: TrainConfig, episodes: int) -> EvalResult:
+def evaluate_heldout(
+    policy: Policy,
+    config: TrainConfig,
+    episodes: int,
+    world: World = ALONE,
+) -> EvalResult:
     """`policy` on `episodes` held-out deals (seeds from EVAL_SEED_BASE, never dealt in training),
-    sampled at the evaluation temperature, on the evaluation environments (`eval_env_kwargs`)."""
-    return evaluate_policy(
+    sampled at the evaluation temperature, on the evaluation environments (`eval_env_kwargs`).
+    Under a launcher each rank plays its contiguous part of the seeds and every rank gets all the
+    episodes back, in seed order: the same deals one process would play."""
+    task = get_task(config.env)
+    played = play_policy(
         policy,
-        get_task(config.env),
-        episodes,
-        EVAL_SEED_BASE,
+        task,
+        split_evenly(range(EVAL_SEED_BASE, EVAL_SEED_BASE + episodes), world),
         cot=config.cot,
         temperature=config.heldout_temperature,
         top_p=config.top_p,
@@ -234,10 +259,11 @@ def evaluate_heldout(policy: Policy, config: TrainConfig, episodes: int) -> Eval
         invalid_action=config.invalid_action,
         env_kwargs=config.heldout_env_kwargs,
     )
+    return summarize(task, "policy", [episode for part in world.gather(played) for episode in part])
 
 
 def evaluate_now(run: Run) -> dict[str, float]:
-    result = evaluate_heldout(run.policy, run.config, run.config.eval_episodes)
+    result = evaluate_heldout(run.policy, run.config, run.config.eval_episodes, run.world)
     low, high = result.success_ci95
     return {
         "eval/success_rate": result.success_rate,
@@ -248,13 +274,32 @@ def evaluate_now(run: Run) -> dict[str, float]:
     }
 
 
-def save(run: Run) -> Path:
+def rank_state(run: Run) -> dict[str, Any]:
+    """What only this rank holds: its environments and the generators that differ between ranks."""
+    state: dict[str, Any] = {
+        "rollouts": run.rollouts.state_dict(),
+        "torch_rng": torch.get_rng_state().tolist(),
+        "minibatch_rng": run.minibatch_rng.get_state().tolist(),
+    }
+    if run.policy.device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(run.policy.device).tolist()
+    return state
+
+
+def save(run: Run) -> Path | None:
+    """A checkpoint, written by rank 0: the shared weights, optimizer and schedule once, every rank's
+    environments and generators (rank 0's as one process saves them, the others' under `ranks`)."""
     state: dict[str, Any] = {
         "update": run.update,
         "env_steps": run.env_steps,
         "rollouts": run.rollouts.state_dict(),
         "window": run.window.state_dict(),
     }
+    if run.world.distributed:
+        state["world_size"] = run.world.size
+        state["ranks"] = run.world.gather(rank_state(run))[1:]
+    if not run.world.is_main:
+        return None
     return save_checkpoint(
         run.run_dir,
         run.update,
@@ -267,6 +312,18 @@ def save(run: Run) -> Path:
     )
 
 
+BYTE = Annotated[int, Field(ge=0, le=255)]
+
+
+class RankState(Saved):
+    """A rank's own part of a checkpoint (`rank_state`)."""
+
+    rollouts: dict
+    torch_rng: list[BYTE]
+    minibatch_rng: list[BYTE]
+    cuda_rng: list[BYTE] | None = None
+
+
 class TrainerState(Saved):
     """What `save` puts in a checkpoint's state (the rollouts and window have schemas of their own)."""
 
@@ -274,16 +331,29 @@ class TrainerState(Saved):
     env_steps: Annotated[int, Field(ge=0)]
     rollouts: dict
     window: list
+    world_size: Annotated[int, Field(ge=2)] | None = None
+    """Written by runs of more than one process, with `ranks`: ranks 1 and up."""
+    ranks: list[RankState] | None = None
 
 
 def check_state(run: Run, step: int, state: dict[str, Any]) -> None:
     """ValueError unless a checkpoint's trainer state is one this run could have written at `step`
-    (checked before anything is restored, so a bad one falls back to the previous checkpoint)."""
+    (checked before anything is restored, so a bad one falls back to the previous checkpoint); a
+    checkpoint of another number of processes is a UsageError naming both."""
     try:
         TrainerState.model_validate(state)
     except ValidationError as error:
         raise ValueError(schema_error(error)) from None
-    config = run.config
+    config, world = run.config, run.world
+    written_by = state.get("world_size") or 1
+    if written_by != world.size:
+        raise UsageError(
+            f"checkpoint step-{step} of {run.run_dir} was written by {written_by} process(es), this run has "
+            f"{world.size}: resume it with {written_by} (each process continues its own environments)"
+        )
+    if len(state.get("ranks") or []) != world.size - 1:
+        have = len(state.get("ranks") or [])
+        raise ValueError(f"ranks holds {have} ranks' states; a run of {world.size} processes writes {world.size - 1}")
     if state["update"] != step or not 1 <= step <= config.updates:
         raise ValueError(f"update is {state['update']}, the checkpoint's step {step}, this run has {config.updates}")
     if state["env_steps"] != step * config.steps_per_update:
@@ -292,18 +362,28 @@ def check_state(run: Run, step: int, state: dict[str, Any]) -> None:
             f"{step * config.steps_per_update}"
         )
     run.window.check_state(state["window"])
-    run.rollouts.check_state(state["rollouts"])
+    for rollouts in [state["rollouts"], *(rank["rollouts"] for rank in state.get("ranks") or [])]:
+        run.rollouts.check_state(rollouts)
 
 
 def restore(run: Run, checkpoint: Path) -> None:
-    """Continue from a checkpoint `resume_checkpoint` chose (so verified, and its state checked)."""
+    """Continue from a checkpoint `resume_checkpoint` chose (so verified, and its state checked);
+    every rank reads it, and ranks 1 and up then take their own part."""
     loaded = load_checkpoint(
         checkpoint, run.optimizer, run.scheduler, generators={"minibatch": run.minibatch_rng}, verify=False
     )
     load_trainable_tensors(run.policy, loaded.tensors, repr(str(checkpoint)))
     run.update, run.env_steps = loaded.state["update"], loaded.state["env_steps"]
-    run.rollouts.load_state_dict(loaded.state["rollouts"])
     run.window.load_state_dict(loaded.state["window"])
+    if run.world.rank == 0:
+        run.rollouts.load_state_dict(loaded.state["rollouts"])
+        return
+    own = loaded.state["ranks"][run.world.rank - 1]
+    run.rollouts.load_state_dict(own["rollouts"])
+    torch.set_rng_state(torch.tensor(own["torch_rng"], dtype=torch.uint8))
+    run.minibatch_rng.set_state(torch.tensor(own["minibatch_rng"], dtype=torch.uint8))
+    if own.get("cuda_rng") is not None and run.policy.device.type == "cuda":
+        torch.cuda.set_rng_state(torch.tensor(own["cuda_rng"], dtype=torch.uint8), run.policy.device)
 
 
 def checkpoint_bytes(run: Run) -> int:
@@ -363,25 +443,38 @@ def train(
     refusal = (
         f"continue that run with `vlmrl train --resume {run_dir}`, replace it with --overwrite, or choose another out"
     )
-    with RunFolder(run_dir, resume=resume is not None, overwrite=overwrite, refusal=refusal):
-        run = setup(config)
-        if resume is not None and not list_checkpoints(run_dir):  # stopped before its first checkpoint
-            print(f"vlmrl: note: {run_dir} has no checkpoint yet; the run starts again from its beginning", flush=True)
-        elif resume is not None:
-            checkpoint = resume_checkpoint(
-                run_dir,
-                on_skip=lambda line: print(f"vlmrl: {line}", flush=True),
-                check=lambda step, state: check_state(run, step, state),
-            )
-            restore(run, checkpoint)
-        else:
-            check_free_space(
-                run_dir,
-                (config.keep_checkpoints + 1) * checkpoint_bytes(run),
-                f"{config.keep_checkpoints} checkpoints and one being written",
-            )
-        with writing(run_dir, lambda: what_survives(run_dir)):
-            return train_loop(run, resume is not None, stop_after)
+    world = World.join(config.device)
+    with world.on_main(lambda: RunFolder(run_dir, resume=resume is not None, overwrite=overwrite, refusal=refusal)):
+        run = setup(config, world)
+        checkpoint = world.from_main(lambda: starting_point(run, resume is not None))
+        if checkpoint is not None:
+            restore(run, Path(checkpoint))
+        with world.on_main(lambda: writing(run_dir, lambda: what_survives(run_dir))):
+            train_loop(run, resume is not None, stop_after)
+    world.barrier()  # rank 0 has written the last checkpoint: every rank may read it
+    return run_dir
+
+
+def starting_point(run: Run, resuming: bool) -> str | None:
+    """The checkpoint a resumed run continues from (None: from the start), or, for a new run, a
+    check that the disk holds its checkpoints. Rank 0 decides; every rank follows."""
+    config, run_dir = run.config, run.run_dir
+    if not resuming:
+        check_free_space(
+            run_dir,
+            (config.keep_checkpoints + 1) * checkpoint_bytes(run),
+            f"{config.keep_checkpoints} checkpoints and one being written",
+        )
+        return None
+    if not list_checkpoints(run_dir):  # stopped before its first checkpoint
+        print(f"vlmrl: note: {run_dir} has no checkpoint yet; the run starts again from its beginning", flush=True)
+        return None
+    checkpoint = resume_checkpoint(
+        run_dir,
+        on_skip=lambda line: print(f"vlmrl: {line}", flush=True),
+        check=lambda step, state: check_state(run, step, state),
+    )
+    return str(checkpoint)
 
 
 def what_survives(run_dir: Path) -> str:
@@ -394,35 +487,37 @@ def what_survives(run_dir: Path) -> str:
 
 def train_loop(run: Run, resumed: bool, stop_after: int | None) -> Path:
     """Updates from `run.update` on: collect, advantages, PPO, log, evaluate, checkpoint."""
-    config = run.config
-    if not resumed:
+    config, world = run.config, run.world
+    if not resumed and world.is_main:
         save_config(config, run.run_dir / "config.yaml")
     task = get_task(config.env)
-    logger = MetricsLogger(
-        run.run_dir,
-        title=f"{config.env}: PPO",
-        tensorboard=config.tensorboard,
-        resume=resumed,
-        ceiling=float(task.ceiling()),
-        reference=PAPER_RESULTS.get(config.env),
-        reference_label="RL4VLM (paper)",
-    )
-    if resumed:
-        logger.truncate_after(run.update)
+    logger = None  # rank 0 alone writes the metrics and shows progress
+    if world.is_main:
+        logger = MetricsLogger(
+            run.run_dir,
+            title=f"{config.env}: PPO",
+            tensorboard=config.tensorboard,
+            resume=resumed,
+            ceiling=float(task.ceiling()),
+            reference=PAPER_RESULTS.get(config.env),
+            reference_label="RL4VLM (paper)",
+        )
+        if resumed:
+            logger.truncate_after(run.update)
     last_update = config.updates if stop_after is None else min(config.updates, stop_after)
     steps = config.rollout_length
     total_steps = config.updates * config.steps_per_update
+    progress = ConsoleProgress(total_steps, config.env, updates_done=run.update, steps_done=run.env_steps)
+    stopping = False
     try:
-        with (
-            StopRequest() as stop,
-            ConsoleProgress(total_steps, config.env, updates_done=run.update, steps_done=run.env_steps) as progress,
-        ):
-            while run.update < last_update and not stop.requested:
+        with StopRequest() as stop, progress if world.is_main else contextlib.nullcontext():
+            while run.update < last_update and not stopping:
                 started = time.perf_counter()
                 run.policy.eval()
                 buffer, finished = run.rollouts.collect(
                     run.policy, steps, config.temperature, config.top_p, config.max_new_tokens
                 )
+                finished = [episode for part in world.gather(finished) for episode in part]
                 run.window.extend(finished)
                 run.env_steps += steps * config.num_envs
                 advantages, returns = gae(
@@ -437,21 +532,44 @@ def train_loop(run: Run, resumed: bool, stop_after: int | None) -> Path:
                 stats = ppo_update(run, buffer, advantages, returns)
                 run.update += 1
                 stats.update(run.window.summary())
-                stats["charts/invalid_rate"] = float(buffer.invalid.float().mean())
-                stats["charts/episodes_finished"] = float(len(finished))
+                stats.update(rollout_stats(run, buffer, len(finished)))
                 stats["charts/learning_rate"] = run.scheduler.get_last_lr()[0]
-                elapsed = time.perf_counter() - started
-                stats["charts/SPS"] = steps * config.num_envs / elapsed
-                stats["charts/tokens_per_second"] = buffer.generated_tokens / max(buffer.generation_seconds, 1e-9)
+                stats["charts/SPS"] = steps * config.num_envs / (time.perf_counter() - started)
+                stats["world_size"] = world.size
                 if config.eval_every and run.update % config.eval_every == 0:
                     stats.update(evaluate_now(run))
-                logger.log(run.update, run.env_steps, stats)
-                progress.update(run.env_steps, stats)
-                if run.update % config.checkpoint_every == 0 or run.update == last_update or stop.requested:
+                if logger is not None:
+                    logger.log(run.update, run.env_steps, stats)
+                    progress.update(run.env_steps, stats)
+                stopping = world.any(stop.requested)  # every rank stops after the same update
+                if run.update % config.checkpoint_every == 0 or run.update == last_update or stopping:
                     save(run)
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
     return run.run_dir
+
+
+def rollout_stats(run: Run, buffer, finished: int) -> dict[str, float]:
+    """Invalid answers and generation speed over every rank's share of the update."""
+    if not run.world.distributed:
+        return {
+            "charts/invalid_rate": float(buffer.invalid.float().mean()),
+            "charts/episodes_finished": float(finished),
+            "charts/tokens_per_second": buffer.generated_tokens / max(buffer.generation_seconds, 1e-9),
+        }
+    own = [
+        float(buffer.invalid.sum()),
+        float(buffer.invalid.numel()),
+        buffer.generated_tokens,
+        buffer.generation_seconds,
+    ]
+    invalid, answers, tokens, seconds = run.world.sum(torch.tensor(own, dtype=torch.float64)).tolist()
+    return {
+        "charts/invalid_rate": invalid / answers,
+        "charts/episodes_finished": float(finished),
+        "charts/tokens_per_second": tokens / max(seconds / run.world.size, 1e-9),  # ranks generate side by side
+    }
 
 
 def main_train(

@@ -109,16 +109,22 @@ class Rollouts:
         invalid_penalty: float = -1.0,
         cot: bool = True,
         env_kwargs: dict[str, Any] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.task, self.cot = task, cot
+        self.rank, self.world_size = rank, world_size
         self.envs = [make_text_env(task, env_kwargs, invalid_action, invalid_penalty) for _ in range(num_envs)]
-        self.seed_stream = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
+        entropy = [seed, 0x5EED] if world_size == 1 else [seed, 0x5EED, rank]
+        self.seed_stream = np.random.default_rng(np.random.SeedSequence(entropy))
         self.games = Lockstep(self.envs, [self._seeds() for _ in self.envs])
 
     def _seeds(self) -> Iterator[int]:
-        """Episode seeds without end, from the run's one stream (drawn as episodes end, in order)."""
+        """Episode seeds without end, from this rank's stream (drawn as episodes end, in order). Rank r
+        of W deals only seeds equal to r modulo W, so no two ranks ever deal the same deal; one
+        process deals from all of 0..2^30-1."""
         while True:
-            yield int(self.seed_stream.integers(EVAL_SEED_BASE))
+            yield int(self.seed_stream.integers(EVAL_SEED_BASE // self.world_size)) * self.world_size + self.rank
 
     @property
     def current(self) -> list[tuple[np.ndarray, dict[str, Any]]]:

@@ -18,6 +18,7 @@ from, whatever LoRA or full fine-tuning PPO then uses.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from transformers import get_cosine_schedule_with_warmup
 from vlmrl.evaluation.episodes import Lockstep
 from vlmrl.games import Task, get_task, make_env
 from vlmrl.games.parsing import json_objects
+from vlmrl.infra.distributed import ALONE, World, split_evenly
 from vlmrl.infra.errors import UsageError
 from vlmrl.infra.files import atomic_write_text
 from vlmrl.infra.metrics import ConsoleProgress, MetricsLogger
@@ -123,10 +125,37 @@ def as_samples(policy: Policy, demonstrations: list[Demonstration]) -> list[Samp
 
 def answer_loss(policy: Policy, demonstrations: list[Demonstration]) -> torch.Tensor:
     """Mean negative log-likelihood per answer token (prompt tokens carry no loss)."""
+    nll, tokens = answer_nll(policy, demonstrations)
+    return nll / tokens
+
+
+def answer_nll(policy: Policy, demonstrations: list[Demonstration]) -> tuple[torch.Tensor, int]:
+    """Summed negative log-likelihood of the answer tokens, and how many there are."""
     samples = as_samples(policy, demonstrations)
     scores = policy.score(samples, cot_lambda=1.0)
-    tokens = sum(len(s.response_ids) for s in samples)
-    return -scores.token_logprobs.sum() / tokens
+    return -scores.token_logprobs.sum(), sum(len(s.response_ids) for s in samples)
+
+
+def sft_step(policy: Policy, batch: list[Demonstration], world: World, optimizer, max_grad_norm: float) -> float:
+    """One optimizer step on `batch` (under a launcher, each rank scores its part of it): the loss is
+    the mean over every answer token of the whole batch, whichever rank holds it; returns that loss."""
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    policy.train()
+    if not world.distributed:
+        loss = answer_loss(policy, batch)
+        loss.backward()
+        reported = float(loss.detach())
+    else:
+        mine = split_evenly(batch, world)
+        nll, tokens = answer_nll(policy, list(mine)) if mine else (torch.zeros((), requires_grad=True), 0)
+        total_tokens = float(world.sum(torch.tensor(float(tokens))))
+        (nll / total_tokens).backward()
+        world.sum_gradients(parameters)
+        reported = float(world.sum(nll.detach().reshape(1))[0]) / total_tokens
+    torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return reported
 
 
 def check_answers(
@@ -170,7 +199,9 @@ def sft(config: SFTConfig, overwrite: bool = False) -> Path:
     """Fine-tune on demonstrations; returns the run directory (holding `model/`). The run folder
     must be empty (`overwrite`: an earlier run there is deleted first)."""
     run_dir, task = config.run_dir(), get_task(config.env)
-    with RunFolder(run_dir, overwrite=overwrite, refusal="replace it with --overwrite, or choose another out"):
+    world = World.join(config.device)
+    refusal = "replace it with --overwrite, or choose another out"
+    with world.on_main(lambda: RunFolder(run_dir, overwrite=overwrite, refusal=refusal)):
         torch.manual_seed(config.seed)
         demonstrations = collect_demonstrations(
             task, config.behaviour, config.episodes, config.seed, config.epsilon, config.cot, config.env_kwargs
@@ -179,48 +210,68 @@ def sft(config: SFTConfig, overwrite: bool = False) -> Path:
         if not train_set:
             raise UsageError("no training demonstrations: raise episodes or lower heldout_fraction")
         lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
-        device = None if config.device == "auto" else config.device
-        policy = load_policy(model_or_demo(config.model), lora=lora, trainable=config.trainable, device=device)
-        check_free_space(run_dir, parameter_bytes(policy.model.parameters()), "the fine-tuned model/ folder")
-        with writing(run_dir, lambda: "the SFT run is incomplete: free some space and run it again with --overwrite"):
-            return fine_tune(config, run_dir, task, policy, train_set, heldout)
+        policy = load_policy(
+            model_or_demo(config.model), lora=lora, trainable=config.trainable, device=world.device(config.device)
+        )
+        world.copy_from_main(p for p in policy.parameters() if p.requires_grad)
+        world.from_main(
+            lambda: check_free_space(
+                run_dir, parameter_bytes(policy.model.parameters()), "the fine-tuned model/ folder"
+            )
+        )
+        incomplete = "the SFT run is incomplete: free some space and run it again with --overwrite"
+        with world.on_main(lambda: writing(run_dir, lambda: incomplete)):
+            fine_tune(config, run_dir, task, policy, train_set, heldout, world)
+    world.barrier()  # rank 0 has written model/: every rank may read it
+    return run_dir
 
 
-def fine_tune(config: SFTConfig, run_dir: Path, task: Task, policy: Policy, train_set: list, heldout: list) -> Path:
-    """The supervised loop over `train_set`, held-out checks on `heldout`, then the merged model/ export."""
+def fine_tune(
+    config: SFTConfig,
+    run_dir: Path,
+    task: Task,
+    policy: Policy,
+    train_set: list,
+    heldout: list,
+    world: World = ALONE,
+) -> Path:
+    """The supervised loop over `train_set`, held-out checks on `heldout`, then the merged model/ export
+    (under a launcher every rank takes its part of each batch; rank 0 writes the run folder; the
+    held-out checks, small, are made by every rank alike)."""
     parameters = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total = steps_per_epoch * config.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total)
-    save_config(config, run_dir / "config.yaml")
-    order = torch.Generator().manual_seed(config.seed)
+    order = torch.Generator().manual_seed(config.seed)  # the same batches on every rank
     checks = heldout[: config.eval_examples]
-    logger = MetricsLogger(
-        run_dir, title=f"{config.env}: SFT ({config.behaviour} demonstrations)", tensorboard=config.tensorboard
-    )
+    title = f"{config.env}: SFT ({config.behaviour} demonstrations)"
+    progress = ConsoleProgress(total, f"sft {config.env}", unit="steps")
+    logger = None
+    if world.is_main:
+        save_config(config, run_dir / "config.yaml")
+        logger = MetricsLogger(run_dir, title=title, tensorboard=config.tensorboard)
     step = 0
-    with logger, ConsoleProgress(total, f"sft {config.env}", unit="steps") as progress:
+    with logger or contextlib.nullcontext(), progress if world.is_main else contextlib.nullcontext():
         for _ in range(config.epochs):
             permutation = torch.randperm(len(train_set), generator=order).tolist()
             for first in range(0, len(train_set), config.batch_size):
                 batch = [train_set[i] for i in permutation[first : first + config.batch_size]]
-                policy.train()
-                loss = answer_loss(policy, batch)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-                optimizer.step()
+                loss = sft_step(policy, batch, world, optimizer, config.max_grad_norm)
                 scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
                 step += 1
-                values: dict[str, float] = {"sft/loss": float(loss.detach()), "sft/lr": scheduler.get_last_lr()[0]}
+                values: dict[str, float] = {"sft/loss": loss, "sft/lr": scheduler.get_last_lr()[0]}
                 if checks and ((config.eval_every and step % config.eval_every == 0) or step == total):
                     policy.eval()
                     with torch.no_grad():
                         values["sft/heldout_loss"] = float(answer_loss(policy, checks))
                     values.update(check_answers(policy, task, checks, config.max_new_tokens))
-                logger.log(step, step * config.batch_size, values)
-                progress.update(step, values)
+                values["world_size"] = world.size
+                if logger is not None:
+                    logger.log(step, step * config.batch_size, values)
+                    progress.update(step, values)
+    if not world.is_main:
+        return run_dir
     with quiet_progress_bars():
         export_merged(policy, run_dir / "model")
     summary = {"examples": len(train_set), "heldout": len(heldout), "steps": step, **logger.records()[-1]}

@@ -1,0 +1,123 @@
+"""Data parallelism on CPU (gloo, 2 processes, one thread each): N processes compute what one does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vlmrl.infra.metrics import deterministic_view, read_metrics
+
+WORKER = Path(__file__).with_name("worker.py")
+TESTS = Path(__file__).parents[1]
+
+
+def command(processes: int, *args: str) -> list[str]:
+    """The worker under torchrun (processes > 1) or alone."""
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    return [*launcher, str(WORKER), *args]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    """One thread per process; the tests folder importable (tiny_runs)."""
+    path = f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **extra}
+
+
+def launch(processes: int, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    done = subprocess.run(command(processes, *args), env=environment(), capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def results(out: Path, processes: int) -> list[dict]:
+    return [json.loads((out / f"rank-{rank}.json").read_text()) for rank in range(processes)]
+
+
+def test_one_optimizer_step_on_two_halves_equals_one_step_on_the_whole_buffer(tiny_llava, tmp_path):
+    launch(1, "one-step", str(tiny_llava), str(tmp_path / "one"))
+    launch(2, "one-step", str(tiny_llava), str(tmp_path / "two"))
+    alone, split = (
+        load_file(tmp_path / "one" / "weights.safetensors"),
+        load_file(tmp_path / "two" / "weights.safetensors"),
+    )
+    assert alone.keys() == split.keys() and alone
+    for name in alone:
+        torch.testing.assert_close(split[name], alone[name], atol=1e-5, rtol=0, msg=name)
+    [one] = results(tmp_path / "one", 1)
+    two = results(tmp_path / "two", 2)
+    assert one["losses/grad_norm"] > 0
+    for rank in two:  # every rank clipped the same, global gradient
+        assert rank["losses/grad_norm"] == pytest.approx(one["losses/grad_norm"], rel=1e-5)
+        assert rank["losses/policy_loss"] == pytest.approx(one["losses/policy_loss"], rel=1e-4, abs=1e-6)
+
+
+def test_one_sft_step_on_two_parts_of_a_batch_equals_one_step_on_the_whole_batch(tiny_llava, tmp_path):
+    launch(1, "sft-step", str(tiny_llava), str(tmp_path / "one"))
+    launch(2, "sft-step", str(tiny_llava), str(tmp_path / "two"))
+    alone = load_file(tmp_path / "one" / "weights.safetensors")
+    split = load_file(tmp_path / "two" / "weights.safetensors")
+    assert alone.keys() == split.keys() and alone
+    for name in alone:
+        torch.testing.assert_close(split[name], alone[name], atol=1e-5, rtol=0, msg=name)
+    [one] = results(tmp_path / "one", 1)
+    assert all(rank["sft/loss"] == pytest.approx(one["sft/loss"], rel=1e-5) for rank in results(tmp_path / "two", 2))
+
+
+def test_a_split_evaluation_plays_the_seeds_and_outcomes_of_one_process(tiny_llava, tmp_path):
+    launch(1, "evaluate", str(tiny_llava), str(tmp_path / "one"))
+    launch(2, "evaluate", str(tiny_llava), str(tmp_path / "two"))
+    [one] = results(tmp_path / "one", 1)
+    two = results(tmp_path / "two", 2)
+    assert two[0] == two[1] == one and one["episodes"] == 6
+
+
+def test_a_stopped_and_resumed_two_process_run_logs_what_an_uninterrupted_one_logs(tiny_llava, tmp_path):
+    launch(2, "train", str(tiny_llava), str(tmp_path / "out"), str(tmp_path / "straight"))
+    launch(2, "train", str(tiny_llava), str(tmp_path / "out"), str(tmp_path / "stopped"), "1")
+    assert [r["update"] for r in read_metrics(tmp_path / "stopped")] == [1]
+    alone = subprocess.run(
+        command(1, "train", str(tiny_llava), str(tmp_path / "out"), str(tmp_path / "stopped")),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert alone.returncode != 0
+    assert "was written by 2 process(es), this run has 1: resume it with 2" in alone.stderr
+    launch(2, "train", str(tiny_llava), str(tmp_path / "out"), str(tmp_path / "stopped"))  # resumes
+    straight = [deterministic_view(r) for r in read_metrics(tmp_path / "straight")]
+    resumed = [deterministic_view(r) for r in read_metrics(tmp_path / "stopped")]
+    assert len(straight) == 3 and all(r["world_size"] == 2 for r in straight)
+    assert resumed == straight
+
+
+def test_a_killed_rank_stops_the_run_at_once_and_it_resumes_from_its_last_checkpoint(tiny_llava, tmp_path):
+    out, run = tmp_path / "out", tmp_path / "run"
+    env = environment(WORKER_TOTAL_STEPS="64", VLMRL_COLLECTIVE_TIMEOUT="20")
+    running = subprocess.Popen(
+        command(2, "train", str(tiny_llava), str(out), str(run)), env=env, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / "step-2").is_dir():
+        assert running.poll() is None and time.monotonic() < deadline, "the run ended before its second checkpoint"
+        time.sleep(0.2)
+    os.kill(int((out / "pid-1").read_text()), signal.SIGKILL)
+    killed = time.monotonic()
+    _, stderr = running.communicate(timeout=60)
+    assert running.returncode != 0 and time.monotonic() - killed < 30
+    assert "rank      : 1 (local_rank: 1)" in stderr and "SIGKILL" in stderr  # the launcher names the dead rank
+    done = [r["update"] for r in read_metrics(run)]
+    subprocess.run(command(2, "train", str(tiny_llava), str(out), str(run)), env=env, check=True, timeout=240)
+    resumed = read_metrics(run)
+    assert [r["update"] for r in resumed] == list(range(1, 17)) and len(done) >= 2

@@ -1,0 +1,79 @@
+"""The commands under real launchers: `torchrun` and `accelerate launch`, 2 processes on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tiny_runs import TINY
+from vlmrl.infra.metrics import read_metrics
+from vlmrl.recipes.ppo import evaluate_heldout, trained_policy
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+ACCELERATE = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_processes=2",
+    "--num_machines=1",
+]
+ACCELERATE += ["--mixed_precision=no", "--dynamo_backend=no"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def run(launcher: list[str], *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*launcher, "-m", "vlmrl", *argv], env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_torchrun_trains_and_rank_0_alone_speaks(tiny_llava, tmp_path):
+    done = run(
+        TORCHRUN, "train", "--env", "numberline", *TINY, f"model={tiny_llava}", f"out={tmp_path}", "total_steps=8"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("run written to") == 1
+    assert [(r["update"], r["world_size"]) for r in read_metrics(tmp_path)] == [(1, 2), (2, 2)]
+    policy, config = trained_policy(tmp_path)  # one process reads what two wrote
+    assert config.num_envs == 2 and evaluate_heldout(policy, config, 2).episodes == 2
+
+
+def test_accelerate_launch_runs_sft(tiny_llava, tmp_path):
+    sft = ["episodes=4", "epochs=1", "batch_size=4", "eval_examples=2", "max_new_tokens=8", "tensorboard=false"]
+    done = run(ACCELERATE, "sft", "--env", "numberline", f"model={tiny_llava}", f"out={tmp_path}", *sft)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "model" / "config.json").is_file()
+    assert all(r["world_size"] == 2 for r in read_metrics(tmp_path))
+
+
+def test_torchrun_runs_bench_learn(tiny_llava, tmp_path):
+    sft = ["episodes=4", "epochs=1", "batch_size=4", "eval_examples=2", "max_new_tokens=8", "tensorboard=false"]
+    rl = [*TINY, "total_steps=8", "eval_every=0"]
+    stages = [f"sft.model={tiny_llava}", *(f"sft.{o}" for o in sft), *(f"rl.{o}" for o in rl)]
+    done = run(
+        TORCHRUN, "bench", "learn", "--env", "numberline", "--out", str(tmp_path), "--episodes", "3", "--json", *stages
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert [stage["episodes"] for stage in summary["stages"]] == [3, 3, 3]
+    assert (tmp_path / "episode.gif").is_file() and (tmp_path / "summary.json").is_file()
+
+
+def test_a_bad_split_is_one_line_said_once(tiny_llava, tmp_path):
+    done = run(
+        TORCHRUN,
+        "train",
+        "--env",
+        "numberline",
+        *TINY,
+        f"model={tiny_llava}",
+        f"out={tmp_path}",
+        "num_envs=3",
+        "steps_per_update=6",
+    )
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("vlmrl: error:")]
+    assert errors == [
+        "vlmrl: error: num_envs (3) must be a multiple of the number of processes (2): each rank takes an equal share"
+    ]
