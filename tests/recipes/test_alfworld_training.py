@@ -119,7 +119,7 @@ def test_sft_on_alfworld_checks_held_out_answers_against_each_steps_admissible_c
 
 def test_evaluation_reports_success_per_task_type(tiny_llava):
     from vlmrl.evaluation.agents import ExpertAgent
-    from vlmrl.evaluation.evaluate import evaluate, evaluate_policy
+    from vlmrl.evaluation.evaluate import evaluate, play_policy, summarize
     from vlmrl.policy import load_policy
 
     expert = evaluate(ExpertAgent(TASK), episodes=6, seed=0, env_kwargs={"split": "valid_unseen"})
@@ -128,9 +128,10 @@ def test_evaluation_reports_success_per_task_type(tiny_llava):
     assert set(expert.per_type) <= set(TASK_TYPES) and len(expert.per_type) > 1
     assert all(row["success_rate"] == 1.0 for row in expert.per_type.values())
     assert expert.as_dict()["per_type"] == expert.per_type
-    policy = evaluate_policy(
-        load_policy(tiny_llava), TASK, 2, 0, max_new_tokens=4, env_kwargs={"split": "valid_unseen"}
+    played = play_policy(
+        load_policy(tiny_llava), TASK, range(2), max_new_tokens=4, env_kwargs={"split": "valid_unseen"}
     )
+    policy = summarize(TASK, "policy", played)
     assert sum(row["episodes"] for row in policy.per_type.values()) == 2
     assert policy.invalid_rate > 0.9  # four tokens of an untrained model never name a command: the -1 rule
 

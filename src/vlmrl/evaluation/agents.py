@@ -55,7 +55,7 @@ class RandomAgent:
 
 
 class PolicyAgent:
-    """A VLM policy answering one prompt at a time (batched evaluation uses `evaluate_policy`)."""
+    """A VLM policy answering one prompt at a time (batched evaluation uses `evaluate.play_policy`)."""
 
     name = "policy"
 

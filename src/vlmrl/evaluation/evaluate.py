@@ -128,36 +128,6 @@ def evaluate(
     return summarize(agent.task, agent.name, results)
 
 
-def evaluate_policy(
-    policy: Policy,
-    task: Task,
-    episodes: int,
-    seed: int,
-    *,
-    cot: bool = True,
-    temperature: float = 0.2,
-    top_p: float = 1.0,
-    max_new_tokens: int = 256,
-    invalid_action: str | None = None,
-    batch_size: int = 64,
-    env_kwargs: dict[str, Any] | None = None,
-) -> EvalResult:
-    """A VLM policy on the deals of seeds seed, seed+1, ..., summarised."""
-    played = play_policy(
-        policy,
-        task,
-        range(seed, seed + episodes),
-        cot=cot,
-        temperature=temperature,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        invalid_action=invalid_action,
-        batch_size=batch_size,
-        env_kwargs=env_kwargs,
-    )
-    return summarize(task, "policy", played)
-
-
 def play_policy(
     policy: Policy,
     task: Task,
