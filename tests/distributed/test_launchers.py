@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -77,3 +78,29 @@ def test_a_bad_split_is_one_line_said_once(tiny_llava, tmp_path):
     assert errors == [
         "vlmrl: error: num_envs (3) must be a multiple of the number of processes (2): each rank takes an equal share"
     ]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def node_launcher(rank: int, port: int, argv: list[str]) -> subprocess.Popen:
+    """torchrun for machine `rank` of two, one process on it."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node-rank={rank}"]
+    launcher += ["--nproc-per-node=1", "--master-addr=127.0.0.1", f"--master-port={port}"]
+    return subprocess.Popen(
+        [*launcher, "-m", "vlmrl", *argv], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_two_machines_each_with_its_own_torchrun_train_together(tiny_llava, tmp_path):
+    """Two launcher agents (`--nnodes 2`, one process each) on this host stand in for two machines."""
+    port = free_port()
+    argv = ["train", "--env", "numberline", *TINY, f"model={tiny_llava}", f"out={tmp_path}", "total_steps=8"]
+    nodes = [node_launcher(rank, port, argv) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "run written to" in outputs[0][0] and "run written to" not in outputs[1][0]
+    assert [(r["update"], r["world_size"]) for r in read_metrics(tmp_path)] == [(1, 2), (2, 2)]
