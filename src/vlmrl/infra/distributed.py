@@ -2,10 +2,11 @@
 
 A launcher (`torchrun`, `accelerate launch`) starts N copies of the program and tells each, in its
 environment, who it is (RANK, WORLD_SIZE, LOCAL_RANK) and where to meet (MASTER_ADDR,
-MASTER_PORT). `World.join()` joins them into one process group: gloo on CPU, NCCL on CUDA, with a
-collective timeout (`VLMRL_COLLECTIVE_TIMEOUT`, seconds), so that when one rank dies the others
-stop within it instead of waiting out NCCL's 30 minutes. Without a launcher the world is one
-process, nothing here touches torch.distributed, and every collective returns its input.
+MASTER_PORT). `World.join()` joins them into one process group: gloo on CPU; on CUDA, NCCL with
+gloo beside it for CPU tensors. Its collective timeout (`VLMRL_COLLECTIVE_TIMEOUT`, seconds) makes
+the others stop within it when one rank dies or hangs, instead of waiting out NCCL's 30 minutes.
+Without a launcher the world is one process, nothing here touches torch.distributed, and every
+collective returns its input.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class World:
                     f"{torch.cuda.device_count()} GPU(s): start at most that many processes per machine"
                 )
             torch.cuda.set_device(world.local_rank)
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=collective_timeout())
+        # on GPUs, NCCL for CUDA tensors and gloo for the few CPU ones (buffer statistics, gathers)
+        dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=collective_timeout())
         return world
 
     def seed(self, seed: int) -> int:
