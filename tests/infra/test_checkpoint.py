@@ -19,6 +19,7 @@ from torch import nn
 from vlmrl.infra import checkpoint as ckpt
 from vlmrl.infra.checkpoint import (
     CheckpointWarning,
+    capture_rng,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -157,6 +158,41 @@ def test_rng_states_restored_without_a_model(tmp_path: Path) -> None:
     first = draw()
     load_checkpoint(path, generators=gens)
     assert draw() == first
+
+
+def test_each_rank_of_a_distributed_run_gets_its_own_rngs_back(tmp_path: Path) -> None:
+    """Rank 0's RNGs as one process saves them, rank 1's (taken by `capture_rng` there) beside them."""
+    minibatch = torch.Generator()
+
+    def capture(seed: int) -> tuple:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        minibatch.manual_seed(seed)
+        return capture_rng({"minibatch": minibatch})
+
+    def draw() -> list:
+        return [
+            random.random(),
+            float(np.random.rand()),
+            float(torch.rand(())),
+            float(torch.rand((), generator=minibatch)),
+        ]
+
+    rank_1 = capture(11)
+    expected_1 = draw()
+    capture(10)
+    path = save_checkpoint(tmp_path, 1, {}, state={}, generators={"minibatch": minibatch}, other_ranks_rng=[rank_1])
+    expected_0 = draw()
+    assert {"rng.json", "rng-1.json", "rng-1.safetensors"} <= set(
+        json.loads((path / "state.json").read_text())["files"]
+    )
+    load_checkpoint(path, generators={"minibatch": minibatch}, rank=1)
+    assert draw() == expected_1
+    load_checkpoint(path, generators={"minibatch": minibatch})
+    assert draw() == expected_0
+    with pytest.raises(ValueError, match="cannot name a weights file"):
+        save_checkpoint(tmp_path, 2, {"rng-1": {}}, state={})
 
 
 def test_encode_decode_round_trip() -> None:

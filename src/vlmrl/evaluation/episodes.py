@@ -91,7 +91,7 @@ class Lockstep:
             observation, info = self.current[index]
             next_observation, reward, terminated, truncated, next_info = self.envs[index].step(answer)
             track = self.tracks[index]
-            track.actions.append(next_info["action"] if "action" in next_info else answer)
+            track.actions.append(next_info.get("action", answer))
             track.ret += float(reward)
             track.invalid += int(bool(next_info.get("invalid", False)))
             transition = Transition(

@@ -106,7 +106,8 @@ def pipeline(
     started = time.perf_counter()
     if sft_config.model is None:  # built once per machine, before the clock of any stage starts
         world.from_main(lambda: demo_model() and None)  # rank 0 first: the others find it in the cache
-        demo_model()
+        if not world.is_main:
+            demo_model()
     stages: list[Stage] = []
     if untrained:
         log(f"[1/5] evaluating the untrained model on {episodes} held-out episodes")

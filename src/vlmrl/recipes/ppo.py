@@ -36,6 +36,7 @@ from vlmrl.algos.ppo import kl_to_reference, minibatch_indices, ppo_losses
 from vlmrl.evaluation.evaluate import EvalResult, play_policy, summarize
 from vlmrl.games import EVAL_SEED_BASE, get_task
 from vlmrl.infra.checkpoint import (
+    capture_rng,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -274,30 +275,23 @@ def evaluate_now(run: Run) -> dict[str, float]:
     }
 
 
-def rank_state(run: Run) -> dict[str, Any]:
-    """What only this rank holds: its environments and the generators that differ between ranks."""
-    state: dict[str, Any] = {
-        "rollouts": run.rollouts.state_dict(),
-        "torch_rng": torch.get_rng_state().tolist(),
-        "minibatch_rng": run.minibatch_rng.get_state().tolist(),
-    }
-    if run.policy.device.type == "cuda":
-        state["cuda_rng"] = torch.cuda.get_rng_state(run.policy.device).tolist()
-    return state
-
-
 def save(run: Run) -> Path | None:
     """A checkpoint, written by rank 0: the shared weights, optimizer and schedule once, every rank's
-    environments and generators (rank 0's as one process saves them, the others' under `ranks`)."""
+    environments (rank 0's as one process saves them, the others' under `ranks`) and generators
+    (the others' in their own RNG sections)."""
     state: dict[str, Any] = {
         "update": run.update,
         "env_steps": run.env_steps,
         "rollouts": run.rollouts.state_dict(),
         "window": run.window.state_dict(),
     }
+    generators = {"minibatch": run.minibatch_rng}
+    other_ranks_rng = []
     if run.world.distributed:
         state["world_size"] = run.world.size
-        state["ranks"] = run.world.gather(rank_state(run))[1:]
+        others = run.world.gather((run.rollouts.state_dict(), capture_rng(generators)))[1:]
+        state["ranks"] = [{"rollouts": rollouts} for rollouts, _ in others]
+        other_ranks_rng = [rng for _, rng in others]
     if not run.world.is_main:
         return None
     return save_checkpoint(
@@ -308,20 +302,15 @@ def save(run: Run) -> Path | None:
         run.scheduler,
         state,
         keep=run.config.keep_checkpoints,
-        generators={"minibatch": run.minibatch_rng},
+        generators=generators,
+        other_ranks_rng=other_ranks_rng,
     )
 
 
-BYTE = Annotated[int, Field(ge=0, le=255)]
-
-
 class RankState(Saved):
-    """A rank's own part of a checkpoint (`rank_state`)."""
+    """A rank's own environments in a checkpoint (ranks 1 and up; its RNGs have their own section)."""
 
     rollouts: dict
-    torch_rng: list[BYTE]
-    minibatch_rng: list[BYTE]
-    cuda_rng: list[BYTE] | None = None
 
 
 class TrainerState(Saved):
@@ -351,9 +340,11 @@ def check_state(run: Run, step: int, state: dict[str, Any]) -> None:
             f"checkpoint step-{step} of {run.run_dir} was written by {written_by} process(es), this run has "
             f"{world.size}: resume it with {written_by} (each process continues its own environments)"
         )
-    if len(state.get("ranks") or []) != world.size - 1:
-        have = len(state.get("ranks") or [])
-        raise ValueError(f"ranks holds {have} ranks' states; a run of {world.size} processes writes {world.size - 1}")
+    ranks = state.get("ranks") or []
+    if len(ranks) != world.size - 1:
+        raise ValueError(
+            f"ranks holds {len(ranks)} ranks' states; a run of {world.size} processes writes {world.size - 1}"
+        )
     if state["update"] != step or not 1 <= step <= config.updates:
         raise ValueError(f"update is {state['update']}, the checkpoint's step {step}, this run has {config.updates}")
     if state["env_steps"] != step * config.steps_per_update:
@@ -362,28 +353,22 @@ def check_state(run: Run, step: int, state: dict[str, Any]) -> None:
             f"{step * config.steps_per_update}"
         )
     run.window.check_state(state["window"])
-    for rollouts in [state["rollouts"], *(rank["rollouts"] for rank in state.get("ranks") or [])]:
+    for rollouts in [state["rollouts"], *(rank["rollouts"] for rank in ranks)]:
         run.rollouts.check_state(rollouts)
 
 
 def restore(run: Run, checkpoint: Path) -> None:
     """Continue from a checkpoint `resume_checkpoint` chose (so verified, and its state checked);
-    every rank reads it, and ranks 1 and up then take their own part."""
+    every rank reads it and takes its own RNGs and environments."""
+    rank = run.world.rank
     loaded = load_checkpoint(
-        checkpoint, run.optimizer, run.scheduler, generators={"minibatch": run.minibatch_rng}, verify=False
+        checkpoint, run.optimizer, run.scheduler, generators={"minibatch": run.minibatch_rng}, verify=False, rank=rank
     )
     load_trainable_tensors(run.policy, loaded.tensors, repr(str(checkpoint)))
     run.update, run.env_steps = loaded.state["update"], loaded.state["env_steps"]
     run.window.load_state_dict(loaded.state["window"])
-    if run.world.rank == 0:
-        run.rollouts.load_state_dict(loaded.state["rollouts"])
-        return
-    own = loaded.state["ranks"][run.world.rank - 1]
-    run.rollouts.load_state_dict(own["rollouts"])
-    torch.set_rng_state(torch.tensor(own["torch_rng"], dtype=torch.uint8))
-    run.minibatch_rng.set_state(torch.tensor(own["minibatch_rng"], dtype=torch.uint8))
-    if own.get("cuda_rng") is not None and run.policy.device.type == "cuda":
-        torch.cuda.set_rng_state(torch.tensor(own["cuda_rng"], dtype=torch.uint8), run.policy.device)
+    own = loaded.state["rollouts"] if rank == 0 else loaded.state["ranks"][rank - 1]["rollouts"]
+    run.rollouts.load_state_dict(own)
 
 
 def checkpoint_bytes(run: Run) -> int:

@@ -141,17 +141,12 @@ def sft_step(policy: Policy, batch: list[Demonstration], world: World, optimizer
     the mean over every answer token of the whole batch, whichever rank holds it; returns that loss."""
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     policy.train()
-    if not world.distributed:
-        loss = answer_loss(policy, batch)
-        loss.backward()
-        reported = float(loss.detach())
-    else:
-        mine = split_evenly(batch, world)
-        nll, tokens = answer_nll(policy, list(mine)) if mine else (torch.zeros((), requires_grad=True), 0)
-        total_tokens = float(world.sum(torch.tensor(float(tokens))))
-        (nll / total_tokens).backward()
-        world.sum_gradients(parameters)
-        reported = float(world.sum(nll.detach().reshape(1))[0]) / total_tokens
+    mine = list(split_evenly(batch, world))
+    nll, tokens = answer_nll(policy, mine) if mine else (torch.zeros((), requires_grad=True), 0)
+    loss = nll / float(world.sum(torch.tensor(float(tokens))))  # this rank's part of the whole batch's mean
+    loss.backward()
+    world.sum_gradients(parameters)
+    reported = float(world.sum(loss.detach()))
     torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

@@ -9,7 +9,7 @@ import re
 import secrets
 import shutil
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,10 +133,13 @@ def save_checkpoint(
     state: Mapping[str, Any] | None = None,
     keep: int | None = 3,
     generators: Mapping[str, Generator] | None = None,
+    other_ranks_rng: Sequence[tuple[dict[str, Any], dict[str, torch.Tensor]]] = (),
 ) -> Path:
     """Write `RUN_DIR/checkpoints/step-N` atomically and return it; then remove leftover `.tmp-*`
     folders and all but the `keep` newest intact checkpoints older than this one (None: keep all).
-    Checkpoints of a higher step (a run resumed from an earlier one) are left alone."""
+    Checkpoints of a higher step (a run resumed from an earlier one) are left alone.
+    `other_ranks_rng`: in a distributed run, what `capture_rng` took on ranks 1, 2, ..., written
+    beside this process's own as the sections rng-1, rng-2, ... (`load_checkpoint(rank=)` reads them)."""
     step = _check_step(step)
     _check_stems(tensors)
     if keep is not None and keep < 1:
@@ -147,13 +150,19 @@ def save_checkpoint(
     tmp.mkdir()
     final = root / f"step-{step}"
     try:
-        _write_contents(tmp, step, tensors, optimizer, scheduler, dict(state or {}), generators or {})
+        rngs = [capture_rng(generators), *other_ranks_rng]
+        _write_contents(tmp, step, tensors, optimizer, scheduler, dict(state or {}), rngs)
         _publish(tmp, final)
     except BaseException:
         _discard(tmp)
         raise
     _prune(root, step, keep)
     return final
+
+
+def rng_section(rank: int) -> str:
+    """The section holding a rank's RNGs: `rng` for rank 0 (and a run of one process), `rng-R` for rank R."""
+    return "rng" if rank == 0 else f"rng-{rank}"
 
 
 def _check_step(step: int) -> int:
@@ -165,7 +174,8 @@ def _check_step(step: int) -> int:
 
 def _check_stems(tensors: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
     for stem in tensors:
-        if not isinstance(stem, str) or not STEM.fullmatch(stem) or stem in SECTIONS or stem == "state":
+        sections = isinstance(stem, str) and (stem in SECTIONS or stem.startswith("rng-") or stem == "state")
+        if not isinstance(stem, str) or not STEM.fullmatch(stem) or sections:
             raise ValueError(f"{stem!r} cannot name a weights file; use letters, digits, '_', '-', '.', not {SECTIONS}")
 
 
@@ -176,7 +186,7 @@ def _write_contents(
     optimizer: torch.optim.Optimizer | None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     state: dict[str, Any],
-    generators: Mapping[str, Generator],
+    rngs: Sequence[tuple[dict[str, Any], dict[str, torch.Tensor]]],
 ) -> None:
     """Every file of the checkpoint, state.json (with the manifest of the others) last."""
     _check_json(state)
@@ -186,7 +196,8 @@ def _write_contents(
         _write_section(folder, "optimizer", *_encoded(optimizer.state_dict()))
     if scheduler is not None:
         _write_section(folder, "scheduler", *_encoded(scheduler.state_dict()))
-    _write_section(folder, "rng", *capture_rng(generators))
+    for rank, rng in enumerate(rngs):
+        _write_section(folder, rng_section(rank), *rng)
     files = {p.name: _seal(p) for p in sorted(folder.iterdir())}
     doc = {"format": FORMAT, "version": VERSION, "step": step, "weights": list(tensors), "files": files, "state": state}
     doc["digest"] = manifest_digest(doc)
@@ -301,18 +312,20 @@ def load_checkpoint(
     *,
     device: str | torch.device = "cpu",
     verify: bool = True,
+    rank: int = 0,
 ) -> LoadedCheckpoint:
     """Read a `step-N` folder (or a run directory: its newest intact checkpoint) and restore the
     optimizer, scheduler and every RNG in place; weights come back as tensors on `device` for the
     trainer to load. Everything is read and checked before anything is restored.
-    `verify=False` skips the sha256 check (sizes are still checked)."""
+    `verify=False` skips the sha256 check (sizes are still checked). `rank`: which rank's RNGs of a
+    distributed run's checkpoint this process takes."""
     path = _resolve(Path(path))
     try:
         doc = verify_folder(path, deep=verify)
         weights = _read_weights(path, doc, device)
         optimizer_state = _read_section(path, doc, "optimizer") if optimizer is not None else None
         scheduler_state = _read_section(path, doc, "scheduler") if scheduler is not None else None
-        rng_json, rng_tensors = _read_section(path, doc, "rng", decoded=False)
+        rng_json, rng_tensors = _read_section(path, doc, rng_section(rank), decoded=False)
     except Corrupt as problem:
         raise UsageError(_corrupt_message(path, problem)) from None
     check_generators(decode(rng_json, rng_tensors)["generators"], generators or {}, f"checkpoint {path}")
@@ -354,7 +367,7 @@ def _resolve(path: Path) -> Path:
 def _read_section(path: Path, doc: dict[str, Any], name: str, decoded: bool = True) -> Any:
     """A section's structure with its tensors put back (or both parts, `decoded=False`)."""
     if f"{name}.json" not in doc["files"]:
-        what = {"rng": "RNG"}.get(name, name)
+        what = "RNG" if name.startswith("rng") else name
         raise UsageError(
             f"checkpoint {path} holds no {what} state, so training cannot continue exactly from it; "
             f"start a new run from its weights (init={path}) instead"
