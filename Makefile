@@ -1,6 +1,6 @@
 # `make demo` and `make test` set everything up on a fresh machine: a .venv, the package
 # and its test tools (torch pinned to its CPU build through constraints.txt), then run; `make test`
-# adds the alfworld extra, whose tests it runs too.
+# adds the alfworld and deepspeed extras, whose tests it runs too.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,14 +18,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# the alfworld extra (alfworld's text engine, TextWorld) so that ALFWorld's tests run, never skip
+# the optional extras, so that their tests run, never skip: alfworld (its text engine, TextWorld)
+# and deepspeed (ZeRO-2; DS_BUILD_OPS=0: its CPU kernels compile on first use, once per machine)
 $(ALFWORLD): $(STAMP)
-	@$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,alfworld]' > $(VENV)/alfworld-install.log 2>&1 || \
-	  { echo "make test: the alfworld extra did not install here, so ALFWorld's tests cannot run (see $(VENV)/alfworld-install.log)"; exit 1; }
+	@DS_BUILD_OPS=0 $(BIN)/pip install --quiet -c constraints.txt -e '.[dev,alfworld,deepspeed]' > $(VENV)/extras-install.log 2>&1 || \
+	  { echo "make test: the alfworld and deepspeed extras did not install here, so their tests cannot run (see $(VENV)/extras-install.log)"; exit 1; }
 	touch $@
 
 test: $(ALFWORLD)
-	VLMRL_REQUIRE_ALFWORLD=1 $(BIN)/python -m pytest -q
+	VLMRL_REQUIRE_ALFWORLD=1 VLMRL_REQUIRE_DEEPSPEED=1 $(BIN)/python -m pytest -q
 
 demo: $(STAMP)
 	$(BIN)/vlmrl bench learn --env numberline --out $(DEMO_DIR) --overwrite

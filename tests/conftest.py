@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
@@ -10,14 +11,16 @@ from vlmrl.games import make_env
 
 
 def pytest_configure(config) -> None:
-    """`make test` sets VLMRL_REQUIRE_ALFWORLD: there, ALFWorld's tests must run, so a missing extra fails at once
-    (elsewhere they are skipped without it)."""
+    """`make test` sets VLMRL_REQUIRE_ALFWORLD and VLMRL_REQUIRE_DEEPSPEED: there, the extras' tests must run, so
+    a missing extra fails at once (elsewhere they are skipped without it)."""
     if os.environ.get("VLMRL_REQUIRE_ALFWORLD") == "1":
         try:
             import alfworld  # noqa: F401
             import textworld  # noqa: F401
         except ImportError as error:
             raise pytest.UsageError(f"the alfworld extra is required here but does not import: {error}") from None
+    if os.environ.get("VLMRL_REQUIRE_DEEPSPEED") == "1" and importlib.util.find_spec("deepspeed") is None:
+        raise pytest.UsageError("the deepspeed extra is required here but is not installed")
 
 
 @pytest.fixture

@@ -56,6 +56,18 @@ def test_the_wheel_ships_every_preset(installed):
     for game in ("numberline", "ezpoints", "points24", "blackjack", "alfworld"):
         assert f"vlmrl/presets/{game}.yaml" in names and f"vlmrl/presets/sft/{game}.yaml" in names
         assert f"vlmrl/presets/paper/{game}-llava-7b.yaml" in names
+    for layout in ("ddp", "fsdp2", "fsdp2-zero2", "fsdp2-offload", "deepspeed-zero2-offload"):
+        assert f"vlmrl/presets/accelerate/{layout}.yaml" in names
+
+
+def test_an_installed_wheel_says_where_its_accelerate_configs_are(installed, tmp_path):
+    _, env = installed
+    found = shell("python", "-m", "vlmrl.presets", "accelerate/fsdp2", cwd=tmp_path, env=env)
+    assert found.returncode == 0 and "site-packages" in found.stdout
+    assert "distributed_type: FSDP" in Path(found.stdout.strip()).read_text()
+    missing = shell("python", "-m", "vlmrl.presets", "accelerate/zero9", cwd=tmp_path, env=env)
+    assert missing.returncode == 2 and "no shipped file 'accelerate/zero9'; known:" in missing.stderr
+    assert "accelerate/fsdp2-zero2" in missing.stderr
 
 
 def test_an_installed_wheel_trains_from_an_empty_folder(installed, tiny_llava, tmp_path):

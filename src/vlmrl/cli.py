@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -346,7 +346,7 @@ def command_eval(args: argparse.Namespace) -> None:
             )
     if args.json:
         for result in results:
-            print(json.dumps(result.as_dict() | ({"env_kwargs": env_kwargs} if env_kwargs else {})))
+            print_json(args, result.as_dict() | ({"env_kwargs": env_kwargs} if env_kwargs else {}))
         return
     title = f"{args.episodes} episodes per row, seeds {args.seed}..{args.seed + args.episodes - 1}"
     table = Table(title=title + (f", {describe_kwargs(env_kwargs)}" if env_kwargs else ""))
@@ -471,7 +471,7 @@ def command_init_model(args: argparse.Namespace) -> None:
         "vision_pretraining": pretraining,
     }
     if args.json:
-        print(json.dumps(summary))
+        print_json(args, summary)
         return
     weights = "random weights"
     if pretraining is not None:
@@ -491,7 +491,7 @@ def command_bench_env(args: argparse.Namespace) -> None:
     env_kwargs = env_kwargs_of(args, names)
     rows = [env_steps_per_second(name, args.steps, env_kwargs=env_kwargs) for name in names]
     if args.json:
-        print(json.dumps({"bench": "env", "results": rows} | ({"env_kwargs": env_kwargs} if env_kwargs else {})))
+        print_json(args, {"bench": "env", "results": rows} | ({"env_kwargs": env_kwargs} if env_kwargs else {}))
         return
     title = f"environment speed ({args.steps} random-action steps per game, images drawn)"
     table = Table(title=title + (f", {describe_kwargs(env_kwargs)}" if env_kwargs else ""))
@@ -524,7 +524,7 @@ def command_bench_learn(args: argparse.Namespace) -> None:
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     if args.json:
-        print(json.dumps(summary))
+        print_json(args, summary)
         return
     stdout_console().print(learn_table(summary))
     print(f"runs, curve.png and episode.gif under {Path(summary['run']['rl']).parent}")
@@ -625,20 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_command(argv: Sequence[str] | None) -> int:
     try:
         args = parse_args(argv)
-        if args.command == "eval":
-            command_eval(args)
-        elif args.command == "play":
-            command_play(args)
-        elif args.command == "train":
-            command_train(args)
-        elif args.command == "sft":
-            command_sft(args)
-        elif args.command == "init-model":
-            command_init_model(args)
-        elif args.command == "bench" and args.what == "env":
-            command_bench_env(args)
-        elif args.command == "bench" and args.what == "learn":
-            command_bench_learn(args)
+        with json_alone_on_stdout(args):
+            dispatch(args)
     except RankFailure as error:
         print(f"vlmrl: error: {error}; resume from the last checkpoint with --resume", file=sys.stderr)
         return 1
@@ -656,6 +644,39 @@ def run_command(argv: Sequence[str] | None) -> int:
         if "vlmrl.infra.distributed" in sys.modules:  # a training command joined a process group
             sys.modules["vlmrl.infra.distributed"].leave_world()
     return 0
+
+
+def dispatch(args: argparse.Namespace) -> None:
+    if args.command == "eval":
+        command_eval(args)
+    elif args.command == "play":
+        command_play(args)
+    elif args.command == "train":
+        command_train(args)
+    elif args.command == "sft":
+        command_sft(args)
+    elif args.command == "init-model":
+        command_init_model(args)
+    elif args.command == "bench" and args.what == "env":
+        command_bench_env(args)
+    elif args.command == "bench" and args.what == "learn":
+        command_bench_learn(args)
+
+
+@contextlib.contextmanager
+def json_alone_on_stdout(args: argparse.Namespace) -> Iterator[None]:
+    """With --json, stdout carries the JSON alone: whatever else is printed meanwhile (progress, notes,
+    a library's log lines, such as DeepSpeed's on import) goes to stderr. `print_json` writes the JSON."""
+    args.json_stream = sys.stdout
+    if not getattr(args, "json", False):
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def print_json(args: argparse.Namespace, value: Any) -> None:
+    print(json.dumps(value), file=args.json_stream, flush=True)
 
 
 if __name__ == "__main__":

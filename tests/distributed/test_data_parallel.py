@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -14,7 +15,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import vlmrl.presets
+from vlmrl.infra.checkpoint import load_weights
 from vlmrl.infra.metrics import deterministic_view, read_metrics
+from vlmrl.policy.saving import trainable_tensors
+from vlmrl.recipes.ppo import trained_policy
 
 WORKER = Path(__file__).with_name("worker.py")
 TESTS = Path(__file__).parents[1]
@@ -34,8 +39,17 @@ def environment(**extra: str) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **extra}
 
 
-def launch(processes: int, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    done = subprocess.run(command(processes, *args), env=environment(), capture_output=True, text=True, timeout=timeout)
+DEEPSPEED = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="the deepspeed extra")
+SHARDINGS = pytest.mark.parametrize("sharding", ["replicate", "fsdp", pytest.param("deepspeed", marks=DEEPSPEED)])
+"""Each equivalence holds for every layout of the model over the ranks: whole copies, FSDP2's shards, and
+DeepSpeed's ZeRO-2 with the optimizer in CPU memory (the paper's)."""
+
+
+def launch(
+    processes: int, *args: str, sharding: str = "replicate", timeout: float = 240, **variables: str
+) -> subprocess.CompletedProcess:
+    env = environment(WORKER_SHARDING=sharding, **variables)
+    done = subprocess.run(command(processes, *args), env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -44,9 +58,10 @@ def results(out: Path, processes: int) -> list[dict]:
     return [json.loads((out / f"rank-{rank}.json").read_text()) for rank in range(processes)]
 
 
-def test_one_optimizer_step_on_two_halves_equals_one_step_on_the_whole_buffer(tiny_llava, tmp_path):
+@SHARDINGS
+def test_one_optimizer_step_on_two_halves_equals_one_step_on_the_whole_buffer(tiny_llava, tmp_path, sharding):
     launch(1, "one-step", str(tiny_llava), str(tmp_path / "one"))
-    launch(2, "one-step", str(tiny_llava), str(tmp_path / "two"))
+    launch(2, "one-step", str(tiny_llava), str(tmp_path / "two"), sharding=sharding)
     alone, split = (
         load_file(tmp_path / "one" / "weights.safetensors"),
         load_file(tmp_path / "two" / "weights.safetensors"),
@@ -62,9 +77,34 @@ def test_one_optimizer_step_on_two_halves_equals_one_step_on_the_whole_buffer(ti
         assert rank["losses/policy_loss"] == pytest.approx(one["losses/policy_loss"], rel=1e-4, abs=1e-6)
 
 
-def test_one_sft_step_on_two_parts_of_a_batch_equals_one_step_on_the_whole_batch(tiny_llava, tmp_path):
+def test_fsdp2_in_zero2s_layout_steps_as_one_process_does(tiny_llava, tmp_path):
+    """The shipped accelerate config that keeps gathered weights until backward (the paper's ZeRO-2)."""
+    launch(1, "one-step", str(tiny_llava), str(tmp_path / "one"))
+    config = Path(vlmrl.presets.__file__).parent / "accelerate" / "fsdp2-zero2.yaml"
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", f"--config_file={config}", "--num_processes=2"]
+    done = subprocess.run(
+        [*accelerate, str(WORKER), "one-step", str(tiny_llava), str(tmp_path / "two")],
+        env=environment(WORKER_SHARDING="auto"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    alone, split = (load_file(tmp_path / name / "weights.safetensors") for name in ("one", "two"))
+    assert alone.keys() == split.keys() and alone
+    for name in alone:
+        torch.testing.assert_close(split[name], alone[name], atol=1e-5, rtol=0, msg=name)
+    [one] = results(tmp_path / "one", 1)
+    assert all(
+        rank["losses/grad_norm"] == pytest.approx(one["losses/grad_norm"], rel=1e-5)
+        for rank in results(tmp_path / "two", 2)
+    )
+
+
+@SHARDINGS
+def test_one_sft_step_on_two_parts_of_a_batch_equals_one_step_on_the_whole_batch(tiny_llava, tmp_path, sharding):
     launch(1, "sft-step", str(tiny_llava), str(tmp_path / "one"))
-    launch(2, "sft-step", str(tiny_llava), str(tmp_path / "two"))
+    launch(2, "sft-step", str(tiny_llava), str(tmp_path / "two"), sharding=sharding)
     alone = load_file(tmp_path / "one" / "weights.safetensors")
     split = load_file(tmp_path / "two" / "weights.safetensors")
     assert alone.keys() == split.keys() and alone
@@ -74,32 +114,42 @@ def test_one_sft_step_on_two_parts_of_a_batch_equals_one_step_on_the_whole_batch
     assert all(rank["sft/loss"] == pytest.approx(one["sft/loss"], rel=1e-5) for rank in results(tmp_path / "two", 2))
 
 
-def test_a_split_evaluation_plays_the_seeds_and_outcomes_of_one_process(tiny_llava, tmp_path):
+@SHARDINGS
+def test_a_split_evaluation_plays_the_seeds_and_outcomes_of_one_process(tiny_llava, tmp_path, sharding):
     launch(1, "evaluate", str(tiny_llava), str(tmp_path / "one"))
-    launch(2, "evaluate", str(tiny_llava), str(tmp_path / "two"))
+    launch(2, "evaluate", str(tiny_llava), str(tmp_path / "two"), sharding=sharding)
     [one] = results(tmp_path / "one", 1)
     two = results(tmp_path / "two", 2)
     assert two[0] == two[1] == one and one["episodes"] == 6
 
 
-def test_a_stopped_and_resumed_two_process_run_logs_what_an_uninterrupted_one_logs(tiny_llava, tmp_path):
-    launch(2, "train", str(tiny_llava), str(tmp_path / "out"), str(tmp_path / "straight"))
-    launch(2, "train", str(tiny_llava), str(tmp_path / "out"), str(tmp_path / "stopped"), "1")
+@SHARDINGS
+def test_a_stopped_and_resumed_two_process_run_logs_what_an_uninterrupted_one_logs(tiny_llava, tmp_path, sharding):
+    def train_two(*args: str) -> None:  # 2 updates of 4 steps, a checkpoint after each
+        launch(2, "train", str(tiny_llava), str(tmp_path / "out"), *args, sharding=sharding, WORKER_TOTAL_STEPS="8")
+
+    train_two(str(tmp_path / "straight"))
+    train_two(str(tmp_path / "stopped"), "1")
     assert [r["update"] for r in read_metrics(tmp_path / "stopped")] == [1]
-    alone = subprocess.run(
-        command(1, "train", str(tiny_llava), str(tmp_path / "out"), str(tmp_path / "stopped")),
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert alone.returncode != 0
-    assert "was written by 2 process(es), this run has 1: resume it with 2" in alone.stderr
-    launch(2, "train", str(tiny_llava), str(tmp_path / "out"), str(tmp_path / "stopped"))  # resumes
+    if sharding == "replicate":  # the number of processes, not their layout, is what a checkpoint pins
+        alone = subprocess.run(
+            command(1, "train", str(tiny_llava), str(tmp_path / "out"), str(tmp_path / "stopped")),
+            env=environment(WORKER_TOTAL_STEPS="8"),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert alone.returncode != 0
+        assert "was written by 2 process(es), this run has 1: resume it with 2" in alone.stderr
+    train_two(str(tmp_path / "stopped"))  # resumes
     straight = [deterministic_view(r) for r in read_metrics(tmp_path / "straight")]
     resumed = [deterministic_view(r) for r in read_metrics(tmp_path / "stopped")]
-    assert len(straight) == 3 and all(r["world_size"] == 2 for r in straight)
+    assert len(straight) == 2 and all(r["world_size"] == 2 for r in straight)
     assert resumed == straight
+    policy, config = trained_policy(tmp_path / "stopped")  # one process reads what the ranks wrote
+    assert config.sharding == sharding and not policy.sharded
+    _, saved = load_weights(tmp_path / "stopped")
+    torch.testing.assert_close(trainable_tensors(policy), saved, rtol=0, atol=0)
 
 
 def test_a_killed_rank_stops_the_run_at_once_and_it_resumes_from_its_last_checkpoint(tiny_llava, tmp_path):

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+import torch
+
+import vlmrl.presets
 from tiny_runs import TINY
 from vlmrl.infra.metrics import read_metrics
+from vlmrl.policy import load_policy
 from vlmrl.recipes.ppo import evaluate_heldout, trained_policy
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-ACCELERATE = [
-    sys.executable,
-    "-m",
-    "accelerate.commands.launch",
-    "--multi_gpu",
-    "--num_processes=2",
-    "--num_machines=1",
-]
-ACCELERATE += ["--mixed_precision=no", "--dynamo_backend=no"]
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes=2"]
+ACCELERATE_CONFIGS = Path(vlmrl.presets.__file__).parent / "accelerate"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -40,12 +40,29 @@ def test_torchrun_trains_and_rank_0_alone_speaks(tiny_llava, tmp_path):
     assert config.num_envs == 2 and evaluate_heldout(policy, config, 2).episodes == 2
 
 
-def test_accelerate_launch_runs_sft(tiny_llava, tmp_path):
+@pytest.mark.parametrize(
+    "config_file,layout",
+    [
+        ("ddp", "each with a whole copy of the model"),
+        ("fsdp2", "each with 1/2 of the model (FSDP2)"),
+        pytest.param(
+            "deepspeed-zero2-offload",
+            "each with a whole copy of the model (DeepSpeed ZeRO-2, the optimizer in CPU memory)",
+            marks=pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="the deepspeed extra"),
+        ),
+    ],
+)
+def test_accelerate_launch_runs_sft_with_a_shipped_config_file(tiny_llava, tmp_path, config_file, layout):
     sft = ["episodes=4", "epochs=1", "batch_size=4", "eval_examples=2", "max_new_tokens=8", "tensorboard=false"]
-    done = run(ACCELERATE, "sft", "--env", "numberline", f"model={tiny_llava}", f"out={tmp_path}", *sft)
+    launcher = [*ACCELERATE, f"--config_file={ACCELERATE_CONFIGS / f'{config_file}.yaml'}"]
+    done = run(launcher, "sft", "--env", "numberline", f"model={tiny_llava}", f"out={tmp_path}", *sft)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert (tmp_path / "model" / "config.json").is_file()
+    assert f"vlmrl: 2 processes, {layout}" in done.stderr
     assert all(r["world_size"] == 2 for r in read_metrics(tmp_path))
+    trained = load_policy(tmp_path / "model", device="cpu")  # the whole model, gathered from the ranks
+    start = load_policy(tiny_llava, device="cpu")
+    changed = [not torch.equal(a, b) for a, b in zip(trained.model.parameters(), start.model.parameters(), strict=True)]
+    assert not trained.sharded and any(changed)
 
 
 def test_torchrun_runs_bench_learn(tiny_llava, tmp_path):

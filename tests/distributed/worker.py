@@ -7,6 +7,7 @@
                                                  when RUN holds one)
 
 Every rank writes OUT/rank-R.json (and rank 0 OUT/weights.safetensors), which the tests compare.
+WORKER_SHARDING=fsdp shards the model over the ranks (FSDP2) instead of replicating it.
 """
 
 from __future__ import annotations
@@ -23,28 +24,32 @@ from safetensors.torch import save_file
 from tiny_runs import TINY
 from vlmrl.algos.advantages import gae
 from vlmrl.games import get_task
-from vlmrl.infra.distributed import World, split_evenly
+from vlmrl.infra.distributed import Sharding, World, split_evenly
 from vlmrl.policy import load_policy
-from vlmrl.policy.saving import trainable_tensors
+from vlmrl.policy.saving import trainable_tensors, trained_state
+from vlmrl.policy.sharding import shard_policy
 from vlmrl.recipes.config import load_config, load_sft_config
 from vlmrl.recipes.ppo import evaluate_heldout, ppo_update, setup, train
 from vlmrl.recipes.sft import collect_demonstrations, sft_step
+from vlmrl.recipes.stepping import make_steps
 
 ONE_STEP = ["num_envs=4", "steps_per_update=4", "ppo_epochs=1", "minibatch_size=4", "grad_accum=1", "temperature=0"]
 """One optimizer step over 4 samples; no dropout, whose masks depend on how the batch is split."""
 NO_DROPOUT = "lora_dropout=0"
+SHARDING = f"sharding={os.environ.get('WORKER_SHARDING', 'replicate')}"
 
 
 def one_step(model: str, out: Path, world: World) -> dict:
     """The buffer is collected by one process's rollouts (4 environments, 1 step) on every rank alike;
     each rank then trains on its half of the environments, one process on all of them."""
-    config = load_config(env="numberline", overrides=[*TINY, *ONE_STEP, NO_DROPOUT, f"model={model}", f"out={out}"])
+    overrides = [*TINY, *ONE_STEP, NO_DROPOUT, SHARDING, f"model={model}", f"out={out}"]
+    config = load_config(env="numberline", overrides=overrides)
     alone = setup(config)  # one process's rollouts: the same 4 deals on every rank
     buffer, _ = alone.rollouts.collect(alone.policy, 1, 0.0, 1.0, config.max_new_tokens)
     advantages, returns = gae(
         buffer.rewards, buffer.values, buffer.next_values, buffer.terminated, buffer.truncated, 0.9, 0.95
     )
-    run = dataclasses.replace(alone, world=world)
+    run = setup(config, world) if world.distributed else alone  # the same start, sharded if asked
     envs = split_evenly(range(4), world)
     half = slice(envs.start, envs.stop)
     part = dataclasses.replace(
@@ -58,8 +63,9 @@ def one_step(model: str, out: Path, world: World) -> dict:
         invalid=buffer.invalid[:, half],
     )
     stats = ppo_update(run, part, advantages[:, half], returns[:, half])
+    weights = trainable_tensors(run.policy)  # gathered whole when sharded: every rank takes part
     if world.is_main:
-        save_weights(trainable_tensors(run.policy), out)
+        save_weights(weights, out)
     return stats
 
 
@@ -68,10 +74,14 @@ def sft_one_step(model: str, out: Path, world: World) -> dict:
     config = load_sft_config(env="numberline", overrides=[f"model={model}", f"out={out}", "lr=1e-3"])
     batch = collect_demonstrations(get_task("numberline"), "random", 3, 0)[:5]
     policy = load_policy(config.model, trainable=config.trainable, device="cpu")
+    sharding = Sharding.resolve(SHARDING.partition("=")[2], world)
+    if sharding.kind == "fsdp":
+        shard_policy(policy, sharding)
     optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=config.lr)
-    loss = sft_step(policy, batch, world, optimizer, max_grad_norm=1e9)
+    loss = sft_step(policy, batch, world, make_steps(policy, optimizer, world, sharding, max_grad_norm=1e9))
+    weights = trained_state(policy)  # gathered whole when sharded: every rank takes part
     if world.is_main:
-        save_weights({"trained": {k: v for k, v in policy.model.named_parameters() if v.requires_grad}}, out)
+        save_weights({"trained": weights}, out)
     return {"sft/loss": loss}
 
 
@@ -81,7 +91,7 @@ def save_weights(parts: dict, out: Path) -> None:
 
 
 def evaluate(model: str, out: Path, world: World) -> dict:
-    config = load_config(env="numberline", overrides=[*TINY, f"model={model}", f"out={out}", "temperature=0"])
+    config = load_config(env="numberline", overrides=[*TINY, SHARDING, f"model={model}", f"out={out}", "temperature=0"])
     run = setup(config, world)
     result = evaluate_heldout(run.policy, config, 6, world)
     return result.as_dict()
@@ -93,7 +103,7 @@ def train_run(model: str, run_dir: Path, stop: int | None) -> dict:
     else:
         steps = os.environ.get("WORKER_TOTAL_STEPS", "12")
         config = load_config(
-            env="numberline", overrides=[*TINY, f"model={model}", f"out={run_dir}", f"total_steps={steps}"]
+            env="numberline", overrides=[*TINY, SHARDING, f"model={model}", f"out={run_dir}", f"total_steps={steps}"]
         )
         train(config, stop_after=stop)
     return {}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from vlmrl.games import EVAL_SEED_BASE, get_task
-from vlmrl.infra.distributed import ALONE, World, collective_timeout, split_evenly
+from vlmrl.infra.distributed import ALONE, Sharding, World, collective_timeout, split_evenly
 from vlmrl.infra.errors import RankError, UsageError
 from vlmrl.recipes.rollout import Rollouts
 
@@ -90,3 +92,87 @@ def test_no_two_ranks_ever_deal_the_same_seed():
     for rank, seeds in enumerate(dealt):
         assert all(seed % 3 == rank and 0 <= seed < EVAL_SEED_BASE for seed in seeds)
     assert len({seed for seeds in dealt for seed in seeds}) == 600
+
+
+ACCELERATE = (
+    "ACCELERATE_USE_FSDP",
+    "ACCELERATE_USE_DEEPSPEED",
+    "FSDP_VERSION",
+    "FSDP_RESHARD_AFTER_FORWARD",
+    "ACCELERATE_DEEPSPEED_CONFIG_FILE",
+    "ACCELERATE_DEEPSPEED_ZERO_STAGE",
+    "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE",
+    "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE",
+)
+TWO = World(0, 2, 0)
+
+
+def launched_with(monkeypatch, **variables: str) -> None:
+    for name in (*ACCELERATE, "FSDP_OFFLOAD_PARAMS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_the_accelerate_config_file_chooses_the_sharding_when_the_run_says_auto(monkeypatch):
+    launched_with(monkeypatch)
+    assert Sharding.resolve("auto", TWO) == Sharding("replicate")
+    assert Sharding.resolve("fsdp", TWO) == Sharding("fsdp", reshard_after_forward=True, offload=False)
+    launched_with(monkeypatch, ACCELERATE_USE_FSDP="true", FSDP_VERSION="2", FSDP_RESHARD_AFTER_FORWARD="false")
+    assert Sharding.resolve("auto", TWO) == Sharding("fsdp", reshard_after_forward=False)
+    assert Sharding.resolve("fsdp", TWO) == Sharding("fsdp", reshard_after_forward=False)
+    launched_with(monkeypatch, ACCELERATE_USE_FSDP="true", FSDP_VERSION="2", FSDP_OFFLOAD_PARAMS="true")
+    assert Sharding.resolve("auto", TWO) == Sharding("fsdp", offload=True)
+    assert Sharding.resolve("auto", ALONE) == Sharding("replicate")  # one process always holds the whole model
+    launched_with(monkeypatch)
+    assert Sharding.resolve("deepspeed", TWO) == Sharding("deepspeed", offload=True, zero_stage=2)  # the paper's
+
+
+def test_deepspeed_is_read_from_the_accelerate_config_inline_or_from_its_json_file(monkeypatch, tmp_path):
+    inline = {"ACCELERATE_DEEPSPEED_ZERO_STAGE": "1", "ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE": "none"}
+    launched_with(monkeypatch, ACCELERATE_USE_DEEPSPEED="true", **inline)
+    assert Sharding.resolve("auto", TWO) == Sharding("deepspeed", offload=False, zero_stage=1)
+    assert Sharding.resolve("deepspeed", TWO) == Sharding("deepspeed", offload=False, zero_stage=1)
+    file = tmp_path / "ds.json"
+    file.write_text('{"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}}}')
+    launched_with(monkeypatch, ACCELERATE_USE_DEEPSPEED="true", ACCELERATE_DEEPSPEED_CONFIG_FILE=str(file))
+    assert Sharding.resolve("auto", TWO) == Sharding("deepspeed", offload=True, zero_stage=2)
+
+
+@pytest.mark.parametrize(
+    "variables,asked,message",
+    [
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "auto", "vlmrl runs FSDP2 (fsdp_version: 2)"),
+        (
+            {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"},
+            "replicate",
+            "the accelerate config asks for fsdp but the run's config says sharding: replicate",
+        ),
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"},
+            "auto",
+            "asks for DeepSpeed ZeRO stage 3; vlmrl runs stages 1 and 2 (for weights sharded as ZeRO-3 does, use FSDP2",
+        ),
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE": "nvme"},
+            "auto",
+            "offloads DeepSpeed's optimizer to 'none' and its weights to 'nvme'",
+        ),
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true"},
+            "fsdp",
+            "the accelerate config asks for deepspeed but the run's config says sharding: fsdp",
+        ),
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_CONFIG_FILE": "/nowhere/ds.json"},
+            "auto",
+            "DeepSpeed config file '/nowhere/ds.json':",
+        ),
+        ({"ACCELERATE_USE_FSDP": "maybe"}, "auto", "ACCELERATE_USE_FSDP='maybe'; true or false was expected"),
+    ],
+)
+def test_an_accelerate_config_vlmrl_cannot_follow_is_one_line(monkeypatch, variables, asked, message):
+    launched_with(monkeypatch, **variables)
+    with pytest.raises(UsageError, match=re.escape(message)) as error:
+        Sharding.resolve(asked, TWO)
+    assert "\n" not in str(error.value)

@@ -23,6 +23,8 @@ TASK = get_task("numberline")
 class ScriptedPolicy:
     """`generate` and `values` as `Rollouts.collect` calls them, answering by `decide(info, step)`."""
 
+    sharded = False
+
     def __init__(self, rollouts: Rollouts, decide) -> None:
         self.rollouts, self.decide = rollouts, decide
         self.calls = 0  # generate calls so far

@@ -19,10 +19,11 @@ import numpy as np
 
 from vlmrl.evaluation.agents import Agent
 from vlmrl.evaluation.episodes import Lockstep
+from vlmrl.games import Episode, Task, TextActionWrapper, make_text_env
+from vlmrl.infra.distributed import ALONE, World
 
 if TYPE_CHECKING:
     from vlmrl.policy import Policy
-from vlmrl.games import Episode, Task, TextActionWrapper, make_text_env
 
 
 @dataclass
@@ -140,15 +141,19 @@ def play_policy(
     invalid_action: str | None = None,
     batch_size: int = 64,
     env_kwargs: dict[str, Any] | None = None,
+    world: World = ALONE,
 ) -> list[Episode]:
     """A VLM policy on the deals of `seeds`, in their order: up to `batch_size` episodes run in
-    lockstep, one batched `generate` per step, each episode stepped until it ends."""
+    lockstep, one batched `generate` per step, each episode stepped until it ends. A sharded
+    policy's ranks (`world`, each with its own seeds) generate together until all are done."""
     results: list[Episode] = []
-    for first in range(0, len(seeds), batch_size):
+    together = policy.sharded and world.distributed
+    longest = max(world.gather(len(seeds))) if together else len(seeds)
+    for first in range(0, longest, batch_size):
         batch = seeds[first : first + batch_size]
         games = Lockstep([make_text_env(task, env_kwargs, invalid_action) for _ in batch], [[s] for s in batch])
         ended: dict[int, Episode] = {}
-        while games.active:
+        while world.any(bool(games.active)) if together else games.active:
             states = games.states()
             samples = policy.generate(
                 [observation for observation, _ in states],

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.tensor import DTensor
 
 from vlmrl.infra.errors import RankError, RankFailure, UsageError, first_line
 
@@ -135,26 +138,21 @@ class World:
         return total
 
     def mean_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
-        """Replace each gradient with its mean over ranks (each rank's loss was a mean over its share)."""
-        self._reduce_gradients(parameters, mean=True)
-
-    def sum_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
-        """Replace each gradient with its sum over ranks (each rank's loss was its part of one sum)."""
-        self._reduce_gradients(parameters, mean=False)
-
-    def _reduce_gradients(self, parameters: Iterable[torch.nn.Parameter], mean: bool) -> None:
-        """One flat all-reduce; a parameter without a gradient counts as zeros, so every rank reduces
-        the same tensors."""
+        """Replace each gradient with its mean over ranks (each rank's loss was a mean over its share),
+        in one flat all-reduce; a parameter without a gradient counts as zeros, so every rank reduces
+        the same tensors. Sharded parameters (FSDP2's DTensors) are left alone: their gradients
+        leave backward already averaged over the ranks."""
         if not self.distributed:
             return
-        params = list(parameters)
+        params = [p for p in parameters if not isinstance(p, DTensor)]
+        if not params:
+            return
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
         flat = torch.cat([p.grad.reshape(-1) for p in params])
         self._call("adding up gradients", dist.all_reduce, flat)
-        if mean:
-            flat /= self.size
+        flat /= self.size
         offset = 0
         for p in params:
             count = p.grad.numel()
@@ -245,6 +243,112 @@ def leave_world() -> None:
 
 ALONE = World()
 """The world of a process no launcher started: rank 0 of 1."""
+
+SHARDINGS = ("auto", "replicate", "fsdp", "deepspeed")
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How the ranks hold the model and its optimizer.
+    - `replicate`: each rank a whole copy, gradients all-reduced (DDP's layout).
+    - `fsdp`: FSDP2, each rank 1/N of the weights, gradients and optimizer state;
+      `reshard_after_forward=False` keeps gathered weights until backward (ZeRO-2's trade: more
+      memory, less communication); `offload` keeps the shards and optimizer state in CPU memory.
+    - `deepspeed`: DeepSpeed's ZeRO stage `zero_stage` (1 or 2): whole weights on every rank,
+      Adam's moments (and at stage 2 the gradients) partitioned; `offload` runs the optimizer
+      on its partitions in CPU memory (the paper's ZeRO-2 with optimizer offload)."""
+
+    kind: str = "replicate"
+    reshard_after_forward: bool = True
+    offload: bool = False
+    zero_stage: int = 0
+
+    @classmethod
+    def resolve(cls, asked: str, world: World) -> Sharding:
+        """The layout of this run: the config's `sharding`, where `auto` takes the accelerate
+        config's (`accelerate launch --config_file`), else replicate. One process is always whole."""
+        launched = cls.from_launcher()
+        if asked != "auto" and launched is not None and launched.kind != asked:
+            raise UsageError(
+                f"the accelerate config asks for {launched.kind} but the run's config says sharding: {asked}; "
+                "drop one of them (sharding: auto follows the accelerate config)"
+            )
+        if not world.distributed:
+            return cls()
+        if launched is not None:
+            return launched
+        if asked == "fsdp":
+            return cls("fsdp")
+        if asked == "deepspeed":  # the paper's: ZeRO-2, the optimizer in CPU memory
+            return cls("deepspeed", offload=True, zero_stage=2)
+        return cls()
+
+    def describe(self, world: World) -> str:
+        """One line for the start of a run of more than one process."""
+        if self.kind == "replicate":
+            return f"{world.size} processes, each with a whole copy of the model"
+        if self.kind == "deepspeed":
+            where = ", the optimizer in CPU memory" if self.offload else ""
+            engine = f"DeepSpeed ZeRO-{self.zero_stage}{where}"
+            return f"{world.size} processes, each with a whole copy of the model ({engine})"
+        kept = "" if self.reshard_after_forward else ", gathered weights kept until backward"
+        offload = ", shards in CPU memory" if self.offload else ""
+        return f"{world.size} processes, each with 1/{world.size} of the model (FSDP2{kept}{offload})"
+
+    @classmethod
+    def from_launcher(cls) -> Sharding | None:
+        """What an accelerate config file asked for, from the variables `accelerate launch` sets."""
+        if _flag("ACCELERATE_USE_DEEPSPEED"):
+            return cls._deepspeed_from_launcher()
+        if not _flag("ACCELERATE_USE_FSDP"):
+            return None
+        version = os.environ.get("FSDP_VERSION", "1")
+        if version != "2":
+            raise UsageError(f"the accelerate config asks for FSDP{version}; vlmrl runs FSDP2 (fsdp_version: 2)")
+        return cls("fsdp", _flag("FSDP_RESHARD_AFTER_FORWARD", True), _flag("FSDP_OFFLOAD_PARAMS"))
+
+    @classmethod
+    def _deepspeed_from_launcher(cls) -> Sharding:
+        """The ZeRO stage and where the optimizer runs, from the accelerate config's DeepSpeed part
+        (inline, or its `deepspeed_config_file`); vlmrl sets the batch sizes, the clip and the
+        precision itself, from the run's config."""
+        path = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+        if path:
+            try:
+                zero = json.loads(Path(path).read_text()).get("zero_optimization", {})
+            except (OSError, ValueError, AttributeError) as error:
+                raise UsageError(f"DeepSpeed config file {path!r}: {first_line(error)}") from None
+            stage, offload = zero.get("stage", 0), zero.get("offload_optimizer", {}).get("device", "none")
+            params = zero.get("offload_param", {}).get("device", "none")
+        else:
+            stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+            offload = os.environ.get("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "none")
+            params = os.environ.get("ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE", "none")
+        if str(stage) not in ("1", "2"):
+            raise UsageError(
+                f"the accelerate config asks for DeepSpeed ZeRO stage {stage}; vlmrl runs stages 1 and 2 "
+                "(for weights sharded as ZeRO-3 does, use FSDP2: accelerate/fsdp2)"
+            )
+        if str(offload) not in ("none", "cpu") or str(params) != "none":
+            raise UsageError(
+                f"the accelerate config offloads DeepSpeed's optimizer to {offload!r} and its weights to {params!r}; "
+                "vlmrl offloads the optimizer to cpu or nowhere, and the weights nowhere"
+            )
+        return cls("deepspeed", offload=offload == "cpu", zero_stage=int(stage))
+
+
+WHOLE = Sharding()
+"""A whole copy of the model on every rank: one process's layout, and the default."""
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    """A true/false variable set by a launcher."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if text.strip().lower() not in ("1", "0", "true", "false", "yes", "no"):
+        raise UsageError(f"the launcher set {name}={text!r}; true or false was expected")
+    return text.strip().lower() in ("1", "true", "yes")
 
 
 def split_evenly(items: Sequence[T], world: World) -> Sequence[T]:

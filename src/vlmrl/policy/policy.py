@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
 from transformers import GenerationConfig
 
 from vlmrl.policy.split import action_start
@@ -101,6 +102,9 @@ class Policy(nn.Module):
         self.eos_ids = self._eos_ids()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.uses_mrope = "mm_token_type_ids" in getattr(processor, "model_input_names", [])
+        self.sharded = False
+        """Set by `vlmrl.policy.sharding.shard_policy`: every forward pass is then a collective, so
+        generate keeps the ranks in step and a rank with nothing to score still runs its passes."""
 
     # ---------------------------------------------------------------- basics
     @property
@@ -163,7 +167,11 @@ class Policy(nn.Module):
         max_new_tokens: int = 256,
     ) -> list[Sample]:
         """One batched sampling call over all prompts. Temperature 0 means greedy decoding
-        (log-probs then reported under temperature 1)."""
+        (log-probs then reported under temperature 1). Sharded, no prompts still generates (for
+        a placeholder, thrown away) as long as the other ranks do."""
+        if not prompts and self.sharded:
+            self.generate(*placeholder(), temperature, top_p, max_new_tokens)
+            return []
         inputs = self.encode(images, prompts)
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
@@ -177,8 +185,9 @@ class Policy(nn.Module):
             output_logits=True,
             return_dict_in_generate=True,
         )
+        sync = {"synced_gpus": True} if self.sharded else {}  # ranks that finish early keep stepping
         with final_hidden_states(self.model) as hidden:
-            out = self.model.generate(**inputs, generation_config=config)
+            out = self.model.generate(**inputs, generation_config=config, **sync)
         values = self.value_head(hidden[0][:, -1])
         prompt_length = inputs["input_ids"].shape[1]
         new_tokens = out.sequences[:, prompt_length:]
@@ -202,17 +211,32 @@ class Policy(nn.Module):
                     temperature=scale,
                 )
             )
+        self._release_gathered()
         return samples
 
     @torch.no_grad()
     def values(self, images: Sequence[np.ndarray | Image.Image], prompts: Sequence[str]) -> torch.Tensor:
-        """Critic values of observations (e.g. the last one of a truncated episode), one forward pass."""
+        """Critic values of observations (e.g. the last one of a truncated episode), one forward pass
+        (sharded, also for no observations: then of a placeholder, thrown away)."""
+        if not prompts and self.sharded:
+            self.values(*placeholder())
+            return torch.zeros(0)
         inputs = self.encode(images, prompts)
         if not self.uses_mrope:
             inputs["position_ids"] = positions(inputs["attention_mask"])
         with final_hidden_states(self.model) as hidden:
             self.model(**inputs, logits_to_keep=1, use_cache=False)
-        return self.value_head(hidden[-1][:, -1])
+        values = self.value_head(hidden[-1][:, -1])
+        self._release_gathered()
+        return values
+
+    def _release_gathered(self) -> None:
+        """After passes with no backward: sharded units that keep their gathered weights until
+        backward (ZeRO-2's layout) free them now, as backward would have."""
+        if self.sharded and not torch.is_grad_enabled():
+            for module in self.modules():
+                if isinstance(module, FSDPModule):
+                    module.reshard()
 
     def _response_length(self, tokens: torch.Tensor) -> int:
         """Tokens up to and including the first end-of-sequence token (all when there is none)."""
@@ -239,6 +263,7 @@ class Policy(nn.Module):
         starts = torch.tensor([s.action_start for s in samples], device=self.device).unsqueeze(1)
         weights = torch.where(positions >= starts, 1.0, cot_lambda) * response_mask
         lengths = response_mask.sum(1).clamp(min=1)
+        self._release_gathered()
         return Scores(
             logprob=(token_logprobs * weights).sum(1),
             value=values,
@@ -270,6 +295,11 @@ class Policy(nn.Module):
         response_ids = input_ids[:, prompt_length:].to(self.device)
         response_mask = attention[:, prompt_length:].to(self.device).float()
         return inputs, response_ids, response_mask
+
+
+def placeholder() -> tuple[list[np.ndarray], list[str]]:
+    """An observation for a rank with none, whose forward passes the other ranks' need."""
+    return [np.zeros((32, 32, 3), dtype=np.uint8)], ["-"]
 
 
 def positions(attention_mask: torch.Tensor) -> torch.Tensor:

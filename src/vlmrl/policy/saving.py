@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from vlmrl.infra.errors import UsageError
 from vlmrl.policy.policy import Policy
+from vlmrl.policy.sharding import full
 
 VALUE_HEAD = "value_head.safetensors"
 TRAINED = "trained.safetensors"
@@ -28,19 +29,26 @@ def is_lora(policy: Policy) -> bool:
     return isinstance(policy.model, PeftModel)
 
 
+def on_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor whole, detached, contiguous, on the CPU (gathered first when it is sharded: a
+    collective every rank must join)."""
+    return full(tensor.detach()).cpu().contiguous()
+
+
 def trained_state(policy: Policy) -> dict:
     """The parameters that train, by name, detached on the CPU."""
-    return {n: p.detach().cpu().contiguous() for n, p in policy.model.named_parameters() if p.requires_grad}
+    return {n: on_cpu(p) for n, p in policy.model.named_parameters() if p.requires_grad}
 
 
 def trainable_tensors(policy: Policy) -> dict[str, dict[str, torch.Tensor]]:
-    """What trains, as flat tensor dicts by file stem: the adapter (or fine-tuned weights) and the value head."""
+    """What trains, as flat tensor dicts by file stem: the adapter (or fine-tuned weights) and the
+    value head. Sharded, every rank must call this (the tensors are gathered whole)."""
     if is_lora(policy):
-        weights = {n: t.detach().cpu().contiguous() for n, t in get_peft_model_state_dict(policy.model).items()}
+        weights = {n: on_cpu(t) for n, t in get_peft_model_state_dict(policy.model).items()}
         stem = "adapter"
     else:
         weights, stem = trained_state(policy), "trained"
-    value_head = {n: t.detach().cpu().contiguous() for n, t in policy.value_head.state_dict().items()}
+    value_head = {n: on_cpu(t) for n, t in policy.value_head.state_dict().items()}
     return {stem: weights, "value_head": value_head}
 
 

@@ -2,7 +2,9 @@
 wheel finds them anywhere: `<game>.yaml` (PPO on the CPU, `vlmrl train --env GAME`),
 `sft/<game>.yaml` (the warm-up, `vlmrl sft --env GAME`) and `paper/<game>-llava-7b.yaml` (the
 paper's recipe, `vlmrl train --config paper/GAME-llava-7b`). A preset is named by its path
-without `.yaml`.
+without `.yaml`. Beside them, `accelerate/<layout>.yaml` are config files for `accelerate launch
+--config_file` (ddp, fsdp2, fsdp2-zero2, fsdp2-offload); `python -m vlmrl.presets accelerate/fsdp2`
+prints where one is.
 """
 
 from __future__ import annotations
@@ -31,3 +33,16 @@ def preset(name: str) -> Traversable | None:
     if name not in preset_names():
         return None
     return _root().joinpath(*f"{name}{SUFFIX}".split("/"))
+
+
+def accelerate_configs() -> list[str]:
+    """The shipped `accelerate launch --config_file` files: ``accelerate/ddp``, ``accelerate/fsdp2``, ..."""
+    folder = _root() / "accelerate"
+    return sorted(f"accelerate/{item.name[: -len(SUFFIX)]}" for item in folder.iterdir() if item.name.endswith(SUFFIX))
+
+
+def accelerate_config(name: str) -> Traversable | None:
+    """The shipped accelerate config file of that name (``accelerate/fsdp2`` or ``fsdp2``), or None."""
+    name = name.removesuffix(SUFFIX).strip("/")
+    name = name if name.startswith("accelerate/") else f"accelerate/{name}"
+    return _root().joinpath(*f"{name}{SUFFIX}".split("/")) if name in accelerate_configs() else None

@@ -49,6 +49,11 @@ class RunConfig:
     )
     out: str = knob("runs/{env}", "run directory; {env} and {seed} are filled in")
     device: str = knob("auto", "auto (cuda if available), cpu, cuda or cuda:N")
+    sharding: str = knob(
+        "auto",
+        "how N processes hold the model: replicate (a whole copy each, as DDP), fsdp (FSDP2: 1/N of weights, "
+        "gradients and Adam state each), auto (the accelerate config's choice, else replicate)",
+    )
     env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
         None, "keyword arguments of the game's environments (null: its defaults), e.g. {rules: rl4vlm}"
     )
@@ -323,6 +328,7 @@ RULES: dict[str, Rule] = {
 def check_fields(config: Any) -> None:
     """Each field of `config` that has a rule (null means "not set" and passes), its choices, then
     the run folder pattern and the device: one line naming the first key that is wrong."""
+    from vlmrl.infra.distributed import SHARDINGS
     from vlmrl.policy.parts import TRAINABLE_CHOICES
 
     for item in dataclasses.fields(config):
@@ -331,6 +337,8 @@ def check_fields(config: Any) -> None:
             raise UsageError(f"{item.name} must be {rule.text}, not {value!r}")
     if config.trainable not in TRAINABLE_CHOICES:
         raise UsageError(f"trainable must be one of {', '.join(TRAINABLE_CHOICES)}, not {config.trainable!r}")
+    if config.sharding not in SHARDINGS:
+        raise UsageError(f"sharding must be one of {', '.join(SHARDINGS)}, not {config.sharding!r}")
     check_out(config.out)
     check_device(config.device)
 

@@ -20,6 +20,7 @@ import contextlib
 import copy
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -44,15 +45,17 @@ from vlmrl.infra.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from vlmrl.infra.distributed import ALONE, World, split_evenly
+from vlmrl.infra.distributed import ALONE, Sharding, World, split_evenly
 from vlmrl.infra.errors import UsageError
 from vlmrl.infra.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.infra.runs import RunFolder, check_free_space, parameter_bytes, writing
 from vlmrl.infra.typed_config import save_config
 from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
+from vlmrl.policy.sharding import shard_policy
 from vlmrl.recipes.config import RESUME_ALONE, TrainConfig, load_config, resolved_train_config
 from vlmrl.recipes.rollout import EpisodeWindow, Rollouts, Saved, schema_error
+from vlmrl.recipes.stepping import Steps, make_steps
 from vlmrl.tiny import model_or_demo
 
 PAPER_RESULTS = {"numberline": 0.894, "ezpoints": 0.50, "points24": 0.023, "blackjack": 0.402, "alfworld": 0.217}
@@ -67,6 +70,8 @@ class Run:
     run_dir: Path
     policy: Policy
     optimizer: torch.optim.Optimizer
+    steps: Steps
+    """How an optimizer step is taken over the ranks (torch's optimizer, or DeepSpeed's ZeRO around it)."""
     scheduler: torch.optim.lr_scheduler.LambdaLR
     rollouts: Rollouts
     window: EpisodeWindow
@@ -125,11 +130,19 @@ def setup(config: TrainConfig, world: World = ALONE) -> Run:
             policy.suppressed_ids,
             policy.value_head,
         )
+    sharding = Sharding.resolve(config.sharding, world)
+    if world.distributed and world.is_main:
+        print(f"vlmrl: {sharding.describe(world)}", file=sys.stderr, flush=True)
+    if sharding.kind == "fsdp":
+        shard_policy(policy, sharding)
+        if reference is not None:
+            shard_policy(reference, sharding, value_head=False)  # it shares the policy's value head
     critic = list(policy.value_head.parameters())
     actor = [p for p in policy.parameters() if p.requires_grad and all(p is not c for c in critic)]
     value_lr = config.lr if config.value_lr is None else config.value_lr
     groups = [{"params": actor, "lr": config.lr}, {"params": critic, "lr": value_lr}]
     optimizer = torch.optim.Adam(groups, lr=config.lr, eps=config.adam_eps)
+    steps = make_steps(policy, optimizer, world, sharding, config.max_grad_norm)
     total = config.updates * optimizer_steps_per_update(config)
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(  # each group from its own lr down by lr_min / lr
         optimizer, num_warmup_steps=0, num_training_steps=total, min_lr_rate=config.lr_min / config.lr
@@ -150,6 +163,7 @@ def setup(config: TrainConfig, world: World = ALONE) -> Run:
         config.run_dir(),
         policy,
         optimizer,
+        steps,
         scheduler,
         rollouts,
         EpisodeWindow(config.success_window),
@@ -180,7 +194,6 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
     if config.normalize_advantages:  # over every rank's part of the buffer
         advantages = normalize(advantages, sum_over_ranks=world.sum if world.distributed else None)
     ref_logprob = reference_logprobs(run, samples)
-    parameters = [p for p in policy.parameters() if p.requires_grad]
     device = policy.device
     totals: dict[str, list[float]] = {}
     policy.train()
@@ -211,7 +224,7 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
                     kl_ref=kl_ref,
                     kl_coef=config.kl_coef,
                 )
-                (losses.loss / len(group)).backward()
+                run.steps.backward(losses.loss / len(group))
                 for name, value in (
                     ("policy_loss", losses.pg_loss),
                     ("value_loss", losses.v_loss),
@@ -221,12 +234,9 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
                     ("kl_ref", losses.kl_ref),
                 ):
                     totals.setdefault(name, []).append(float(value.detach()))
-            world.mean_gradients(parameters)  # every rank now holds the global gradient, so the clip is global
-            norm = torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-            totals.setdefault("grad_norm", []).append(float(norm))  # before the clip
-            run.optimizer.step()
+            # gradients averaged over the ranks, clipped by their global norm, then Adam
+            totals.setdefault("grad_norm", []).append(run.steps.step())  # the norm before the clip
             run.scheduler.step()
-            run.optimizer.zero_grad(set_to_none=True)
     policy.eval()
     stats = {f"losses/{name}": float(np.mean(values)) for name, values in totals.items()}
     if world.distributed:  # each rank's means over equal shares: their mean is the global one
@@ -259,6 +269,7 @@ def evaluate_heldout(
         max_new_tokens=config.max_new_tokens,
         invalid_action=config.invalid_action,
         env_kwargs=config.heldout_env_kwargs,
+        world=world,
     )
     return summarize(task, "policy", [episode for part in world.gather(played) for episode in part])
 
@@ -292,13 +303,18 @@ def save(run: Run) -> Path | None:
         others = run.world.gather((run.rollouts.state_dict(), capture_rng(generators)))[1:]
         state["ranks"] = [{"rollouts": rollouts} for rollouts, _ in others]
         other_ranks_rng = [rng for _, rng in others]
+    gathers = run.policy.sharded or run.steps.gathers  # every rank takes part in gathering weights or Adam whole
+    if not (run.world.is_main or gathers):
+        return None
+    tensors = trainable_tensors(run.policy)
+    optimizer = run.steps.state_dict()
     if not run.world.is_main:
         return None
     return save_checkpoint(
         run.run_dir,
         run.update,
-        trainable_tensors(run.policy),
-        run.optimizer,
+        tensors,
+        optimizer,
         run.scheduler,
         state,
         keep=run.config.keep_checkpoints,
@@ -362,9 +378,10 @@ def restore(run: Run, checkpoint: Path) -> None:
     every rank reads it and takes its own RNGs and environments."""
     rank = run.world.rank
     loaded = load_checkpoint(
-        checkpoint, run.optimizer, run.scheduler, generators={"minibatch": run.minibatch_rng}, verify=False, rank=rank
+        checkpoint, run.steps, run.scheduler, generators={"minibatch": run.minibatch_rng}, verify=False, rank=rank
     )
     load_trainable_tensors(run.policy, loaded.tensors, repr(str(checkpoint)))
+    run.steps.weights_loaded()
     run.update, run.env_steps = loaded.state["update"], loaded.state["env_steps"]
     run.window.load_state_dict(loaded.state["window"])
     own = loaded.state["rollouts"] if rank == 0 else loaded.state["ranks"][rank - 1]["rollouts"]
@@ -500,7 +517,7 @@ def train_loop(run: Run, resumed: bool, stop_after: int | None) -> Path:
                 started = time.perf_counter()
                 run.policy.eval()
                 buffer, finished = run.rollouts.collect(
-                    run.policy, steps, config.temperature, config.top_p, config.max_new_tokens
+                    run.policy, steps, config.temperature, config.top_p, config.max_new_tokens, world
                 )
                 finished = [episode for part in world.gather(finished) for episode in part]
                 run.window.extend(finished)

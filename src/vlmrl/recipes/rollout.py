@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vlmrl.evaluation.episodes import Lockstep, Track
 from vlmrl.games import EVAL_SEED_BASE, Episode, Task, make_text_env
 from vlmrl.games.parsing import format_answer
+from vlmrl.infra.distributed import ALONE, World
 from vlmrl.policy.policy import Policy, Sample
 
 
@@ -141,8 +142,10 @@ class Rollouts:
         temperature: float,
         top_p: float,
         max_new_tokens: int,
+        world: World = ALONE,
     ) -> tuple[RolloutBuffer, list[Episode]]:
-        """`steps` lockstep steps of every environment; the episodes that finished meanwhile."""
+        """`steps` lockstep steps of every environment; the episodes that finished meanwhile.
+        `world`: the ranks whose forward passes go together when the policy is sharded."""
         n = len(self.envs)
         shape = (steps, n)
         rewards, values, next_values = torch.zeros(shape), torch.zeros(shape), torch.zeros(shape)
@@ -174,7 +177,7 @@ class Rollouts:
                     finished.append(step.episode)
                 if step.truncated and not step.terminated:
                     truncated_finals.append((i, step.next_observation, step.next_info))
-            if truncated_finals:
+            if world.any(bool(truncated_finals)) if policy.sharded else truncated_finals:
                 bootstrap = policy.values(
                     [obs for _, obs, _ in truncated_finals],
                     [self.task.prompt(info, cot=self.cot) for _, _, info in truncated_finals],

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from transformers import get_cosine_schedule_with_warmup
 from vlmrl.evaluation.episodes import Lockstep
 from vlmrl.games import Task, get_task, make_env
 from vlmrl.games.parsing import json_objects
-from vlmrl.infra.distributed import ALONE, World, split_evenly
+from vlmrl.infra.distributed import ALONE, WHOLE, Sharding, World, split_evenly
 from vlmrl.infra.errors import UsageError
 from vlmrl.infra.files import atomic_write_text
 from vlmrl.infra.metrics import ConsoleProgress, MetricsLogger
@@ -40,8 +41,11 @@ from vlmrl.infra.runs import RunFolder, check_free_space, parameter_bytes, writi
 from vlmrl.infra.typed_config import save_config
 from vlmrl.policy import LoraSettings, Policy, Sample, export_merged, load_policy
 from vlmrl.policy.folder import quiet_progress_bars
+from vlmrl.policy.saving import load_trainable_tensors, trainable_tensors
+from vlmrl.policy.sharding import shard_policy
 from vlmrl.policy.split import action_start
 from vlmrl.recipes.config import SFTConfig
+from vlmrl.recipes.stepping import Steps, make_steps
 from vlmrl.tiny import model_or_demo
 
 
@@ -136,21 +140,19 @@ def answer_nll(policy: Policy, demonstrations: list[Demonstration]) -> tuple[tor
     return -scores.token_logprobs.sum(), sum(len(s.response_ids) for s in samples)
 
 
-def sft_step(policy: Policy, batch: list[Demonstration], world: World, optimizer, max_grad_norm: float) -> float:
+def sft_step(policy: Policy, batch: list[Demonstration], world: World, steps: Steps) -> float:
     """One optimizer step on `batch` (under a launcher, each rank scores its part of it): the loss is
     the mean over every answer token of the whole batch, whichever rank holds it; returns that loss."""
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
     policy.train()
     mine = list(split_evenly(batch, world))
-    nll, tokens = answer_nll(policy, mine) if mine else (torch.zeros((), requires_grad=True), 0)
-    loss = nll / float(world.sum(torch.tensor(float(tokens))))  # this rank's part of the whole batch's mean
-    loss.backward()
-    world.sum_gradients(parameters)
-    reported = float(world.sum(loss.detach()))
-    torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return reported
+    # a rank with no part still runs its forward and backward (sharded weights need every rank), weighted 0
+    nll, tokens = answer_nll(policy, mine or batch[:1])
+    nll, tokens = (nll, tokens) if mine else (nll * 0.0, 0)
+    total = float(world.sum(torch.tensor(float(tokens))))
+    # gradients are averaged over ranks, so each rank's part of the batch's mean counts size times
+    steps.backward(nll * (world.size / total))
+    steps.step()  # averaged over the ranks, clipped by the global norm, AdamW
+    return float(world.sum(nll.detach())) / total
 
 
 def check_answers(
@@ -190,6 +192,10 @@ def split(demonstrations: list[Demonstration], episodes: int, fraction: float) -
     return [d for d in demonstrations if d.episode < cut], [d for d in demonstrations if d.episode >= cut]
 
 
+def lora_settings(config: SFTConfig) -> LoraSettings | None:
+    return LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
+
+
 def sft(config: SFTConfig, overwrite: bool = False) -> Path:
     """Fine-tune on demonstrations; returns the run directory (holding `model/`). The run folder
     must be empty (`overwrite`: an earlier run there is deleted first)."""
@@ -204,11 +210,18 @@ def sft(config: SFTConfig, overwrite: bool = False) -> Path:
         train_set, heldout = split(demonstrations, config.episodes, config.heldout_fraction)
         if not train_set:
             raise UsageError("no training demonstrations: raise episodes or lower heldout_fraction")
-        lora = LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None
         policy = load_policy(
-            model_or_demo(config.model), lora=lora, trainable=config.trainable, device=world.device(config.device)
+            model_or_demo(config.model),
+            lora=lora_settings(config),
+            trainable=config.trainable,
+            device=world.device(config.device),
         )
         world.copy_from_main(p for p in policy.parameters() if p.requires_grad)
+        sharding = Sharding.resolve(config.sharding, world)
+        if world.distributed and world.is_main:
+            print(f"vlmrl: {sharding.describe(world)}", file=sys.stderr, flush=True)
+        if sharding.kind == "fsdp":
+            shard_policy(policy, sharding)
         world.from_main(
             lambda: check_free_space(
                 run_dir, parameter_bytes(policy.model.parameters()), "the fine-tuned model/ folder"
@@ -216,7 +229,7 @@ def sft(config: SFTConfig, overwrite: bool = False) -> Path:
         )
         incomplete = "the SFT run is incomplete: free some space and run it again with --overwrite"
         with world.on_main(lambda: writing(run_dir, lambda: incomplete)):
-            fine_tune(config, run_dir, task, policy, train_set, heldout, world)
+            fine_tune(config, run_dir, task, policy, train_set, heldout, world, sharding)
     world.barrier()  # rank 0 has written model/: every rank may read it
     return run_dir
 
@@ -229,12 +242,15 @@ def fine_tune(
     train_set: list,
     heldout: list,
     world: World = ALONE,
+    sharding: Sharding = WHOLE,
 ) -> Path:
     """The supervised loop over `train_set`, held-out checks on `heldout`, then the merged model/ export
     (under a launcher every rank takes its part of each batch; rank 0 writes the run folder; the
-    held-out checks, small, are made by every rank alike)."""
+    held-out checks, small, are made by every rank alike). `sharding`: the layout over the ranks
+    (the policy already sharded when it is FSDP2's)."""
     parameters = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    steps = make_steps(policy, optimizer, world, sharding, config.max_grad_norm)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total = steps_per_epoch * config.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total)
@@ -252,7 +268,7 @@ def fine_tune(
             permutation = torch.randperm(len(train_set), generator=order).tolist()
             for first in range(0, len(train_set), config.batch_size):
                 batch = [train_set[i] for i in permutation[first : first + config.batch_size]]
-                loss = sft_step(policy, batch, world, optimizer, config.max_grad_norm)
+                loss = sft_step(policy, batch, world, steps)
                 scheduler.step()
                 step += 1
                 values: dict[str, float] = {"sft/loss": loss, "sft/lr": scheduler.get_last_lr()[0]}
@@ -265,10 +281,18 @@ def fine_tune(
                 if logger is not None:
                     logger.log(step, step * config.batch_size, values)
                     progress.update(step, values)
+    whole = policy
+    if policy.sharded:  # every rank gathers the trained weights; rank 0 puts them into a whole copy
+        tensors = trainable_tensors(policy)
+        if world.is_main:
+            whole = load_policy(
+                model_or_demo(config.model), lora=lora_settings(config), trainable=config.trainable, device="cpu"
+            )
+            load_trainable_tensors(whole, tensors, "the gathered weights")
     if not world.is_main:
         return run_dir
     with quiet_progress_bars():
-        export_merged(policy, run_dir / "model")
+        export_merged(whole, run_dir / "model")
     summary = {"examples": len(train_set), "heldout": len(heldout), "steps": step, **logger.records()[-1]}
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     return run_dir

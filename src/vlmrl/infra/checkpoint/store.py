@@ -128,7 +128,7 @@ def save_checkpoint(
     run_dir: str | Path,
     step: int,
     tensors: Mapping[str, Mapping[str, torch.Tensor]],
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: torch.optim.Optimizer | Mapping[str, Any] | None = None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     state: Mapping[str, Any] | None = None,
     keep: int | None = 3,
@@ -138,6 +138,7 @@ def save_checkpoint(
     """Write `RUN_DIR/checkpoints/step-N` atomically and return it; then remove leftover `.tmp-*`
     folders and all but the `keep` newest intact checkpoints older than this one (None: keep all).
     Checkpoints of a higher step (a run resumed from an earlier one) are left alone.
+    `optimizer`: the optimizer, or its state dict already taken (a sharded run's, gathered whole).
     `other_ranks_rng`: in a distributed run, what `capture_rng` took on ranks 1, 2, ..., written
     beside this process's own as the sections rng-1, rng-2, ... (`load_checkpoint(rank=)` reads them)."""
     step = _check_step(step)
@@ -183,7 +184,7 @@ def _write_contents(
     folder: Path,
     step: int,
     tensors: Mapping[str, Mapping[str, torch.Tensor]],
-    optimizer: torch.optim.Optimizer | None,
+    optimizer: torch.optim.Optimizer | Mapping[str, Any] | None,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     state: dict[str, Any],
     rngs: Sequence[tuple[dict[str, Any], dict[str, torch.Tensor]]],
@@ -193,7 +194,8 @@ def _write_contents(
     for stem, flat in tensors.items():
         _write_tensors(folder / f"{stem}.safetensors", {k: v.detach().cpu().contiguous() for k, v in flat.items()})
     if optimizer is not None:
-        _write_section(folder, "optimizer", *_encoded(optimizer.state_dict()))
+        whole = optimizer if isinstance(optimizer, Mapping) else optimizer.state_dict()
+        _write_section(folder, "optimizer", *_encoded(dict(whole)))
     if scheduler is not None:
         _write_section(folder, "scheduler", *_encoded(scheduler.state_dict()))
     for rank, rng in enumerate(rngs):
