@@ -105,6 +105,8 @@ class Policy(nn.Module):
         self.sharded = False
         """Set by `vlmrl.policy.sharding.shard_policy`: every forward pass is then a collective, so
         generate keeps the ranks in step and a rank with nothing to score still runs its passes."""
+        self.reshard_after_forward = True
+        """A sharded policy's units free their gathered weights after each forward pass (FSDP2's default)."""
 
     # ---------------------------------------------------------------- basics
     @property
@@ -186,7 +188,7 @@ class Policy(nn.Module):
             return_dict_in_generate=True,
         )
         sync = {"synced_gpus": True} if self.sharded else {}  # ranks that finish early keep stepping
-        with final_hidden_states(self.model) as hidden:
+        with final_hidden_states(self.model) as hidden, self._gathered_while_generating():
             out = self.model.generate(**inputs, generation_config=config, **sync)
         values = self.value_head(hidden[0][:, -1])
         prompt_length = inputs["input_ids"].shape[1]
@@ -229,6 +231,25 @@ class Policy(nn.Module):
         values = self.value_head(hidden[-1][:, -1])
         self._release_gathered()
         return values
+
+    @contextmanager
+    def _gathered_while_generating(self) -> Iterator[None]:
+        """Sharded: each unit gathers its weights once for the whole generate call and keeps them
+        until its end, instead of once per generated token (FSDP2's set_reshard_after_forward, as
+        its documentation suggests for evaluation); then every unit frees them again."""
+        if not self.sharded:
+            yield
+            return
+        roots = fsdp_roots(self)
+        for root in roots:
+            root.set_reshard_after_forward(False)
+        try:
+            yield
+        finally:
+            for root in roots:
+                root.set_reshard_after_forward(self.reshard_after_forward)
+                root.set_reshard_after_forward(False, recurse=False)  # FSDP2's own choice for a root
+            self._release_gathered()
 
     def _release_gathered(self) -> None:
         """After passes with no backward: sharded units that keep their gathered weights until
@@ -295,6 +316,13 @@ class Policy(nn.Module):
         response_ids = input_ids[:, prompt_length:].to(self.device)
         response_mask = attention[:, prompt_length:].to(self.device).float()
         return inputs, response_ids, response_mask
+
+
+def fsdp_roots(module: nn.Module) -> list[FSDPModule]:
+    """The outermost FSDP units under `module` (the model, the value head)."""
+    if isinstance(module, FSDPModule):
+        return [module]
+    return [root for child in module.children() for root in fsdp_roots(child)]
 
 
 def placeholder() -> tuple[list[np.ndarray], list[str]]:

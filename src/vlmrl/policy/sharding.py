@@ -95,7 +95,7 @@ def shard_policy(policy: Policy, sharding: Sharding, *, value_head: bool = True)
     if value_head:
         fully_shard(policy.value_head, **options)
         policy.value_head.register_load_state_dict_pre_hook(_keep_own_slices)
-    policy.sharded = True
+    policy.sharded, policy.reshard_after_forward = True, sharding.reshard_after_forward
 
 
 def is_sharded(module: nn.Module) -> bool:
