@@ -1,6 +1,8 @@
-"""Pure tensor code of the RL algorithms: advantage estimation and the PPO losses."""
+"""Pure tensor code of the RL algorithms: advantage estimation (GAE; critic-free group-relative
+estimators, GRPO and GiGPO) and the PPO losses."""
 
 from vlmrl.algos.advantages import gae, normalize
+from vlmrl.algos.group_advantages import gigpo, grpo
 from vlmrl.algos.ppo import (
     PPOLosses,
     kl_to_reference,
@@ -13,6 +15,8 @@ from vlmrl.algos.ppo import (
 __all__ = [
     "PPOLosses",
     "gae",
+    "gigpo",
+    "grpo",
     "kl_to_reference",
     "minibatch_indices",
     "normalize",
