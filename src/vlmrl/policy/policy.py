@@ -213,7 +213,6 @@ class Policy(nn.Module):
                     temperature=scale,
                 )
             )
-        self._release_gathered()
         return samples
 
     @torch.no_grad()
@@ -229,7 +228,7 @@ class Policy(nn.Module):
         with final_hidden_states(self.model) as hidden:
             self.model(**inputs, logits_to_keep=1, use_cache=False)
         values = self.value_head(hidden[-1][:, -1])
-        self._release_gathered()
+        self.release_gathered()
         return values
 
     @contextmanager
@@ -249,9 +248,9 @@ class Policy(nn.Module):
             for root in roots:
                 root.set_reshard_after_forward(self.reshard_after_forward)
                 root.set_reshard_after_forward(False, recurse=False)  # FSDP2's own choice for a root
-            self._release_gathered()
+            self.release_gathered()
 
-    def _release_gathered(self) -> None:
+    def release_gathered(self) -> None:
         """After passes with no backward: sharded units that keep their gathered weights until
         backward (ZeRO-2's layout) free them now, as backward would have."""
         if self.sharded and not torch.is_grad_enabled():
@@ -284,7 +283,7 @@ class Policy(nn.Module):
         starts = torch.tensor([s.action_start for s in samples], device=self.device).unsqueeze(1)
         weights = torch.where(positions >= starts, 1.0, cot_lambda) * response_mask
         lengths = response_mask.sum(1).clamp(min=1)
-        self._release_gathered()
+        self.release_gathered()
         return Scores(
             logprob=(token_logprobs * weights).sum(1),
             value=values,

@@ -48,8 +48,11 @@ def trainable_tensors(policy: Policy) -> dict[str, dict[str, torch.Tensor]]:
         stem = "adapter"
     else:
         weights, stem = trained_state(policy), "trained"
-    value_head = {n: on_cpu(t) for n, t in policy.value_head.state_dict().items()}
-    return {stem: weights, "value_head": value_head}
+    return {stem: weights, "value_head": value_head_tensors(policy)}
+
+
+def value_head_tensors(policy: Policy) -> dict[str, torch.Tensor]:
+    return {n: on_cpu(t) for n, t in policy.value_head.state_dict().items()}
 
 
 def load_trainable_tensors(policy: Policy, tensors: dict[str, dict[str, torch.Tensor]], source: str) -> None:
@@ -81,8 +84,7 @@ def save_trainable(policy: Policy, folder: str | Path) -> Path:
         policy.model.save_pretrained(folder / ADAPTER_DIR, safe_serialization=True)
     else:
         save_file(trained_state(policy), str(folder / TRAINED))
-    value_head = {n: t.detach().cpu().contiguous() for n, t in policy.value_head.state_dict().items()}
-    save_file(value_head, str(folder / VALUE_HEAD))
+    save_file(value_head_tensors(policy), str(folder / VALUE_HEAD))
     (folder / "policy.json").write_text(json.dumps({"family": policy.family, "lora": is_lora(policy)}, indent=2))
     return folder
 
@@ -117,6 +119,5 @@ def export_merged(policy: Policy, folder: str | Path) -> Path:
         policy.model = policy.model.merge_and_unload()
     policy.model.save_pretrained(folder, safe_serialization=True)
     policy.processor.save_pretrained(folder)
-    value_head = {n: t.detach().cpu().contiguous() for n, t in policy.value_head.state_dict().items()}
-    save_file(value_head, str(folder / VALUE_HEAD))
+    save_file(value_head_tensors(policy), str(folder / VALUE_HEAD))
     return folder

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 from transformers.utils.output_capturing import _CAN_RECORD_REGISTRY
 
@@ -84,22 +84,16 @@ def shard_policy(policy: Policy, sharding: Sharding, *, value_head: bool = True)
         if outputs:
             _CAN_RECORD_REGISTRY[module] = outputs
     model._is_fsdp_managed_module = True  # transformers' generate then keeps the ranks in step
-    # FSDP takes the first unit to run as the root, and generate encodes images (the vision
-    # tower's unit) before it calls the model: one token through the whole model settles it
-    with torch.no_grad():
-        model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=policy.device), use_cache=False)
-    for module in model.modules():  # and the gathered weights go (reshard is not recursive)
-        if isinstance(module, FSDPModule):
-            module.reshard()
     model.register_load_state_dict_pre_hook(_keep_own_slices)
     if value_head:
         fully_shard(policy.value_head, **options)
         policy.value_head.register_load_state_dict_pre_hook(_keep_own_slices)
     policy.sharded, policy.reshard_after_forward = True, sharding.reshard_after_forward
-
-
-def is_sharded(module: nn.Module) -> bool:
-    return any(isinstance(m, FSDPModule) for m in module.modules())
+    # FSDP takes the first unit to run as the root, and generate encodes images (the vision
+    # tower's unit) before it calls the model: one token through the whole model settles it
+    with torch.no_grad():
+        model(input_ids=torch.zeros((1, 1), dtype=torch.long, device=policy.device), use_cache=False)
+        policy.release_gathered()
 
 
 def full(tensor: torch.Tensor) -> torch.Tensor:
@@ -119,30 +113,18 @@ def full_state(value: Any) -> Any:
 
 def load_full_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """`optimizer.load_state_dict` from a whole (one-process) state: each moment of a sharded
-    parameter becomes this rank's slice, laid out as the parameter is."""
+    parameter becomes this rank's slice, laid out as the parameter is (of a whole one, itself)."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     moments = {}
     for index, per_param in state["state"].items():
+        if not 0 <= int(index) < len(params):
+            raise ValueError(f"it holds a state for parameter {index}, and the optimizer has {len(params)}")
         param = params[int(index)]
         moments[index] = {
             key: _like(value, param) if isinstance(value, torch.Tensor) and value.shape == param.shape else value
             for key, value in per_param.items()
         }
     optimizer.load_state_dict({**state, "state": moments})
-
-
-class WholeOptimizer:
-    """A sharded run's optimizer as a checkpoint sees it: the state of one process, whole.
-    (`state_dict` gathers, so every rank must call it; `load_state_dict` keeps each rank's slice.)"""
-
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
-
-    def state_dict(self) -> dict[str, Any]:
-        return full_state(self.optimizer.state_dict())
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_full_optimizer_state(self.optimizer, state)
 
 
 def _like(tensor: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

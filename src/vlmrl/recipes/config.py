@@ -52,7 +52,8 @@ class RunConfig:
     sharding: str = knob(
         "auto",
         "how N processes hold the model: replicate (a whole copy each, as DDP), fsdp (FSDP2: 1/N of weights, "
-        "gradients and Adam state each), auto (the accelerate config's choice, else replicate)",
+        "gradients and Adam state each), deepspeed (ZeRO-2, Adam's partitions in CPU memory), auto (the "
+        "accelerate config's choice, else replicate)",
     )
     env_kwargs: dict | None = knob(  # noqa: RUF009 (the default is None)
         None, "keyword arguments of the game's environments (null: its defaults), e.g. {rules: rl4vlm}"

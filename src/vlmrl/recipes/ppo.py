@@ -20,7 +20,6 @@ import contextlib
 import copy
 import math
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -45,17 +44,16 @@ from vlmrl.infra.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from vlmrl.infra.distributed import ALONE, Sharding, World, split_evenly
+from vlmrl.infra.distributed import ALONE, World, split_evenly
 from vlmrl.infra.errors import UsageError
 from vlmrl.infra.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.infra.runs import RunFolder, check_free_space, parameter_bytes, writing
 from vlmrl.infra.typed_config import save_config
 from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
-from vlmrl.policy.sharding import shard_policy
 from vlmrl.recipes.config import RESUME_ALONE, TrainConfig, load_config, resolved_train_config
 from vlmrl.recipes.rollout import EpisodeWindow, Rollouts, Saved, schema_error
-from vlmrl.recipes.stepping import Steps, make_steps
+from vlmrl.recipes.stepping import Steps, lay_out, make_steps
 from vlmrl.tiny import model_or_demo
 
 PAPER_RESULTS = {"numberline": 0.894, "ezpoints": 0.50, "points24": 0.023, "blackjack": 0.402, "alfworld": 0.217}
@@ -130,13 +128,7 @@ def setup(config: TrainConfig, world: World = ALONE) -> Run:
             policy.suppressed_ids,
             policy.value_head,
         )
-    sharding = Sharding.resolve(config.sharding, world)
-    if world.distributed and world.is_main:
-        print(f"vlmrl: {sharding.describe(world)}", file=sys.stderr, flush=True)
-    if sharding.kind == "fsdp":
-        shard_policy(policy, sharding)
-        if reference is not None:
-            shard_policy(reference, sharding, value_head=False)  # it shares the policy's value head
+    sharding = lay_out(policy, world, config.sharding, reference)
     critic = list(policy.value_head.parameters())
     actor = [p for p in policy.parameters() if p.requires_grad and all(p is not c for c in critic)]
     value_lr = config.lr if config.value_lr is None else config.value_lr
@@ -303,8 +295,7 @@ def save(run: Run) -> Path | None:
         others = run.world.gather((run.rollouts.state_dict(), capture_rng(generators)))[1:]
         state["ranks"] = [{"rollouts": rollouts} for rollouts, _ in others]
         other_ranks_rng = [rng for _, rng in others]
-    gathers = run.policy.sharded or run.steps.gathers  # every rank takes part in gathering weights or Adam whole
-    if not (run.world.is_main or gathers):
+    if not (run.world.is_main or run.steps.gathers):  # else every rank takes part in gathering weights and Adam
         return None
     tensors = trainable_tensors(run.policy)
     optimizer = run.steps.state_dict()

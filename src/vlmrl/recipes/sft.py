@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,9 @@ from vlmrl.infra.typed_config import save_config
 from vlmrl.policy import LoraSettings, Policy, Sample, export_merged, load_policy
 from vlmrl.policy.folder import quiet_progress_bars
 from vlmrl.policy.saving import load_trainable_tensors, trainable_tensors
-from vlmrl.policy.sharding import shard_policy
 from vlmrl.policy.split import action_start
 from vlmrl.recipes.config import SFTConfig
-from vlmrl.recipes.stepping import Steps, make_steps
+from vlmrl.recipes.stepping import Steps, lay_out, make_steps
 from vlmrl.tiny import model_or_demo
 
 
@@ -217,11 +215,7 @@ def sft(config: SFTConfig, overwrite: bool = False) -> Path:
             device=world.device(config.device),
         )
         world.copy_from_main(p for p in policy.parameters() if p.requires_grad)
-        sharding = Sharding.resolve(config.sharding, world)
-        if world.distributed and world.is_main:
-            print(f"vlmrl: {sharding.describe(world)}", file=sys.stderr, flush=True)
-        if sharding.kind == "fsdp":
-            shard_policy(policy, sharding)
+        sharding = lay_out(policy, world, config.sharding)
         world.from_main(
             lambda: check_free_space(
                 run_dir, parameter_bytes(policy.model.parameters()), "the fine-tuned model/ folder"

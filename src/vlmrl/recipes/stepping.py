@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 from typing import Any, Protocol
 
 import torch
@@ -25,7 +26,7 @@ import torch
 from vlmrl.infra.distributed import Sharding, World
 from vlmrl.infra.errors import UsageError
 from vlmrl.policy import Policy
-from vlmrl.policy.sharding import WholeOptimizer, full
+from vlmrl.policy.sharding import full, full_state, load_full_optimizer_state, shard_policy
 
 
 class Steps(Protocol):
@@ -58,7 +59,6 @@ class TorchSteps:
         self.optimizer, self.world, self.max_grad_norm = optimizer, world, max_grad_norm
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
         self.gathers = sharded
-        self._whole = WholeOptimizer(optimizer) if sharded else optimizer
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
@@ -71,10 +71,10 @@ class TorchSteps:
         return float(full(norm))
 
     def state_dict(self) -> dict[str, Any]:
-        return self._whole.state_dict()
+        return full_state(self.optimizer.state_dict())  # shards gathered whole; whole copies as they are
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._whole.load_state_dict(state)
+        load_full_optimizer_state(self.optimizer, state)  # each rank keeps its own slice of a shard
 
     def weights_loaded(self) -> None:
         pass  # torch's optimizer updates the model's own weights
@@ -177,6 +177,19 @@ class DeepSpeedSteps:
         the first group's first update, when a second group (the value head's) has no moments yet."""
         self.zero._hp_optimizer_states_linked = False
         self.zero._lazy_init_hp_params_optimizer_state()
+
+
+def lay_out(policy: Policy, world: World, asked: str, reference: Policy | None = None) -> Sharding:
+    """The run's layout over the ranks (`Sharding.resolve`), said once on stderr; under FSDP2 the
+    policy (and a reference policy, which shares its value head) sharded in place."""
+    sharding = Sharding.resolve(asked, world)
+    if world.distributed and world.is_main:
+        print(f"vlmrl: {sharding.describe(world)}", file=sys.stderr, flush=True)
+    if sharding.kind == "fsdp":
+        shard_policy(policy, sharding)
+        if reference is not None:
+            shard_policy(reference, sharding, value_head=False)
+    return sharding
 
 
 def make_steps(
