@@ -257,6 +257,48 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="sft.key=value|rl.key=value",
         help="changes to either preset, e.g. sft.episodes=400 rl.total_steps=2048",
     )
+    strategy = what.add_parser(
+        "strategy",
+        help="a Blackjack policy's hit/stand chart beside the optimal one",
+        description="Deals a two-card hand of each kind (hard 8-18, soft 13-20) against each dealer card, "
+        "samples the policy's answers there and prints how often it hits; each cell is marked with the optimal "
+        "action (H/S, from the exact win probabilities) and coloured by whether the policy's usual action is it.",
+    )
+    strategy.add_argument("--run", required=True, help="a `vlmrl train` run (its newest checkpoint) or a model folder")
+    strategy.add_argument("--samples", type=positive_int, default=8, help="answers sampled per cell (default: 8)")
+    strategy.add_argument(
+        "--temperature", type=float, help="sampling temperature (default: the run's evaluation temperature, else 1.0)"
+    )
+    strategy.add_argument("--json", action="store_true", help="print one JSON object instead of a chart")
+    ablation = what.add_parser(
+        "ablation",
+        help="PPO runs from one warm-up with one key varied, judged on the same held-out deals",
+        description="The game's SFT preset once (per value, for cot), then one PPO run of the preset <game> per "
+        "value of --vary, same seed and budget, each evaluated on the same held-out deals; prints a table with "
+        "95% intervals. E.g. --vary cot_lambda=0,0.25,0.5,1 or --vary advantage=gae,grpo,gigpo or --vary "
+        "cot=true,false.",
+    )
+    ablation.add_argument("--env", required=True, help=GAME_HELP)
+    ablation.add_argument("--vary", required=True, metavar="KEY=V1,V2,...", help="the PPO key varied and its values")
+    ablation.add_argument("--out", help="run folder (default: runs/ablation/<game>-<key>)")
+    ablation.add_argument(
+        "--episodes", type=positive_int, default=200, help="held-out episodes per evaluation (default: 200)"
+    )
+    ablation.add_argument(
+        "--seeds",
+        choices=("test", "validation"),
+        default="test",
+        help="held-out deals: test (from 2^30; report these once) or validation (from 2^30 + 2^29; tune on these)",
+    )
+    ablation.add_argument("--init", help="start every PPO run from this `vlmrl sft` run instead of a new warm-up")
+    ablation.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ablation.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    ablation.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="sft.key=value|rl.key=value",
+        help="changes to either preset, for every run",
+    )
     return parser
 
 
@@ -502,16 +544,117 @@ def command_bench_env(args: argparse.Namespace) -> None:
     stdout_console().print(table)
 
 
-def command_bench_learn(args: argparse.Namespace) -> None:
-    from vlmrl.games import get_task
-    from vlmrl.recipes.learn import learn
-
+def stage_overrides(overrides: Sequence[str]) -> dict[str, list[str]]:
+    """`sft.key=value` and `rl.key=value` arguments, by stage."""
     stages: dict[str, list[str]] = {"sft": [], "rl": []}
-    for override in args.overrides:
+    for override in overrides:
         stage, _, rest = override.partition(".")
         if stage not in stages or "=" not in rest:
             raise UsageError(f"override {override!r} must read sft.key=value or rl.key=value")
         stages[stage].append(rest)
+    return stages
+
+
+def command_bench_ablation(args: argparse.Namespace) -> None:
+    from vlmrl.games import get_task
+    from vlmrl.recipes.ablation import ablation, parse_vary, slug
+
+    stages = stage_overrides(args.overrides)
+    name = get_task(args.env).name
+    key, _ = parse_vary(args.vary)
+    summary = ablation(
+        name,
+        args.vary,
+        args.out or f"runs/ablation/{name}-{slug(key)}",
+        args.episodes,
+        args.seeds,
+        stages["sft"],
+        stages["rl"],
+        init=args.init,
+        overwrite=args.overwrite,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    if args.json:
+        print_json(args, summary)
+        return
+    stdout_console().print(ablation_table(summary))
+
+
+def ablation_table(summary: dict) -> Table:
+    """Each value's success after RL beside its warm-up's, with intervals, episode length and time."""
+    table = Table(
+        title=f"{summary['env']}: {summary['vary']} varied, {summary['episodes']} {summary['seeds']} deals per row "
+        f"({summary['seconds'] / 60:.1f} min in all)"
+    )
+    for column in ("run", "success", "95% CI", "mean length", "invalid answers", "training time"):
+        table.add_column(column, justify="right")
+
+    def add(label: str, row: dict) -> None:
+        low, high = row["success_ci95"]
+        table.add_row(
+            label,
+            f"{row['success_rate']:.1%}",
+            f"{low:.1%}-{high:.1%}",
+            f"{row['mean_length']:.2f}",
+            f"{row['invalid_rate']:.1%}",
+            f"{row['seconds'] / 60:.1f} min",
+        )
+
+    for name, row in summary["warmups"].items():
+        add(f"after SFT ({name})", row)
+    for row in summary["runs"]:
+        add(f"{summary['vary']}={row['value']}", row)
+    if summary.get("paper_rl4vlm") is not None:
+        table.add_row("RL4VLM, LLaVA-7B (paper)", f"{summary['paper_rl4vlm']:.1%}", "", "", "", "")
+    return table
+
+
+def command_bench_strategy(args: argparse.Namespace) -> None:
+    from vlmrl.evaluation.strategy import UPCARDS, blackjack_chart
+    from vlmrl.policy import load_policy
+    from vlmrl.recipes.ppo import trained_policy
+
+    run = Path(args.run)
+    if (run / "config.yaml").is_file() and (run / "checkpoints").is_dir():
+        policy, config = trained_policy(run)
+        if config.env != "blackjack":
+            raise UsageError(f"{args.run!r} trained {config.env}; the strategy chart is Blackjack's")
+        temperature, cot, max_new_tokens = config.heldout_temperature, config.cot, config.max_new_tokens
+    else:
+        policy = load_policy(run / "model" if (run / "model" / "config.json").is_file() else run)
+        temperature, cot, max_new_tokens = 1.0, True, 96
+    if args.temperature is not None:
+        temperature = args.temperature
+    chart = blackjack_chart(policy.eval(), temperature, args.samples, max_new_tokens, cot)
+    if args.json:
+        print_json(args, {"bench": "strategy", "run": str(run), **chart.as_dict()})
+        return
+    table = Table(
+        title=f"{run}: share of hits per cell ({args.samples} answers at temperature {temperature:g}); "
+        f"H/S: the optimal action; green: the policy's usual action is optimal ({chart.agreement:.0%} of cells)"
+    )
+    table.add_column("hand")
+    for upcard in UPCARDS:
+        table.add_column(upcard, justify="right")
+    hands = list(dict.fromkeys(cell.hand for cell in chart.cells))
+    for hand in hands:
+        texts = []
+        for cell in (c for c in chart.cells if c.hand == hand):
+            letter = "H" if cell.optimal == "hit" else "S"
+            if cell.hit_rate is None:
+                texts.append(f"{letter} --")
+                continue
+            colour = "green" if (cell.hit_rate > 0.5) == (cell.optimal == "hit") else "red"
+            texts.append(f"[{colour}]{letter} {cell.hit_rate:.0%}[/{colour}]")
+        table.add_row(hand, *texts)
+    stdout_console().print(table)
+
+
+def command_bench_learn(args: argparse.Namespace) -> None:
+    from vlmrl.games import get_task
+    from vlmrl.recipes.learn import learn
+
+    stages = stage_overrides(args.overrides)
     name = get_task(args.env).name
     summary = learn(
         name,
@@ -661,6 +804,10 @@ def dispatch(args: argparse.Namespace) -> None:
         command_bench_env(args)
     elif args.command == "bench" and args.what == "learn":
         command_bench_learn(args)
+    elif args.command == "bench" and args.what == "ablation":
+        command_bench_ablation(args)
+    elif args.command == "bench" and args.what == "strategy":
+        command_bench_strategy(args)
 
 
 @contextlib.contextmanager

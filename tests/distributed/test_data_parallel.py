@@ -152,6 +152,48 @@ def test_a_stopped_and_resumed_two_process_run_logs_what_an_uninterrupted_one_lo
     torch.testing.assert_close(trainable_tensors(policy), saved, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("sharding", ["replicate", "fsdp"])
+def test_group_advantages_compare_a_group_over_the_ranks_and_step_as_one_process(tiny_llava, tmp_path, sharding):
+    """One group of 4 episodes, 2 on each rank, of different lengths (so the ranks' shares differ): the
+    advantages are those of the whole group, and one step weighted by each rank's share of the steps gives
+    one process's weights."""
+    launch(1, "group-step", str(tiny_llava), str(tmp_path / "one"))
+    launch(2, "group-step", str(tiny_llava), str(tmp_path / "two"), sharding=sharding)
+    [alone], split = results(tmp_path / "one", 1), results(tmp_path / "two", 2)
+    order = split[0]["steps"] + split[1]["steps"]  # each rank's steps, by their place in the whole buffer
+    assert sorted(order) == alone["steps"] and len(split[0]["steps"]) != len(split[1]["steps"])
+    whole = [alone["advantages"][k] for k in order]
+    assert split[0]["advantages"] + split[1]["advantages"] == pytest.approx(whole, abs=1e-6)
+    assert any(abs(a) > 0.1 for a in whole)
+    assert split[0]["losses/grad_norm"] == pytest.approx(alone["losses/grad_norm"], rel=1e-4)
+    one, two = load_file(tmp_path / "one" / "weights.safetensors"), load_file(tmp_path / "two" / "weights.safetensors")
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-5
+
+
+def test_a_grouped_two_process_run_resumes_to_what_an_uninterrupted_one_logs(tiny_llava, tmp_path):
+    """Groups over both ranks (group_size 4 of 4 environments), FSDP2: rounds end when every rank's are over."""
+    grouped = "advantage=grpo group_size=4 num_envs=4 steps_per_update=8 invalid_action=random"
+
+    def train_two(*args: str) -> None:
+        launch(
+            2,
+            "train",
+            str(tiny_llava),
+            str(tmp_path / "out"),
+            *args,
+            sharding="fsdp",
+            WORKER_TOTAL_STEPS="16",
+            WORKER_OVERRIDES=grouped,
+        )
+
+    train_two(str(tmp_path / "straight"))
+    train_two(str(tmp_path / "stopped"), "1")
+    train_two(str(tmp_path / "stopped"))
+    straight = [deterministic_view(r) for r in read_metrics(tmp_path / "straight")]
+    assert len(straight) == 2 and all(r["env_steps"] >= 8 * r["update"] for r in straight)
+    assert [deterministic_view(r) for r in read_metrics(tmp_path / "stopped")] == straight
+
+
 def test_a_killed_rank_stops_the_run_at_once_and_it_resumes_from_its_last_checkpoint(tiny_llava, tmp_path):
     out, run = tmp_path / "out", tmp_path / "run"
     env = environment(WORKER_TOTAL_STEPS="64", VLMRL_COLLECTIVE_TIMEOUT="20")

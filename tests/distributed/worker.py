@@ -2,12 +2,14 @@
 
     python worker.py one-step MODEL OUT          one PPO optimizer step over a fixed buffer of 4 samples
     python worker.py sft-step MODEL OUT          one SFT optimizer step over a fixed batch of 5 demonstrations
+    python worker.py group-step MODEL OUT        one GiGPO optimizer step over a fixed round of whole episodes
     python worker.py evaluate MODEL OUT          held-out evaluation at temperature 0
     python worker.py train MODEL OUT RUN [STOP]  a tiny PPO run in RUN (stopped after STOP updates; resumed
                                                  when RUN holds one)
 
 Every rank writes OUT/rank-R.json (and rank 0 OUT/weights.safetensors), which the tests compare.
-WORKER_SHARDING=fsdp shards the model over the ranks (FSDP2) instead of replicating it.
+WORKER_SHARDING=fsdp shards the model over the ranks (FSDP2) instead of replicating it; WORKER_OVERRIDES
+(space-separated key=value) change the `train` job's config.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from vlmrl.policy import load_policy
 from vlmrl.policy.saving import trainable_tensors, trained_state
 from vlmrl.policy.sharding import shard_policy
 from vlmrl.recipes.config import load_config, load_sft_config
-from vlmrl.recipes.ppo import evaluate_heldout, ppo_update, setup, train
+from vlmrl.recipes.ppo import evaluate_heldout, group_advantages, ppo_update, setup, train
 from vlmrl.recipes.sft import collect_demonstrations, sft_step
 from vlmrl.recipes.stepping import make_steps
 
@@ -69,6 +71,63 @@ def one_step(model: str, out: Path, world: World) -> dict:
     return stats
 
 
+GROUP_STEP = [
+    "num_envs=4",
+    "steps_per_update=4",
+    "ppo_epochs=1",
+    "minibatch_size=4",
+    "grad_accum=1",
+    "advantage=gigpo",
+    "group_size=4",
+    "temperature=1.0",
+]
+"""One round of 4 episodes dealt alike (one group, over both ranks: environments 0-1 on rank 0, 2-3 on
+rank 1); one optimizer step over all of its steps (a single mini-batch, whatever the ranks' shares)."""
+
+
+def group_step(model: str, out: Path, world: World) -> dict:
+    """The round is collected by one process's rollouts on every rank alike (same seeds, same sampling);
+    each rank then takes its environments' episodes: advantages compared over the ranks, one step."""
+    overrides = [*TINY, *GROUP_STEP, NO_DROPOUT, SHARDING, f"model={model}", f"out={out}"]
+    config = load_config(env="numberline", overrides=overrides)
+    alone = setup(config)
+    buffer, _ = alone.rollouts.collect_groups(alone.policy, 4, 4, 1.0, 1.0, config.max_new_tokens)
+    # The tiny model's answers are garbage, so a group's episodes play alike (each environment's random
+    # fallback is seeded by its deal): rewards drawn here and a shortened last episode make them differ.
+    last = buffer.episode == 3
+    cut = ~(last & (last.cumsum(0) > 2))  # episode 3 keeps its first two steps: the ranks' shares differ
+    buffer = dataclasses.replace(
+        buffer,
+        samples=[sample for sample, kept in zip(buffer.samples, cut.tolist(), strict=True) if kept],
+        rewards=torch.randn(int(cut.sum()), generator=torch.Generator().manual_seed(1)),
+        episode=buffer.episode[cut],
+        group=buffer.group[cut],
+        state=buffer.state[cut],
+        invalid=buffer.invalid[cut],
+        actions=[action for action, kept in zip(buffer.actions, cut.tolist(), strict=True) if kept],
+    )
+    run = setup(config, world) if world.distributed else alone
+    envs = split_evenly(range(4), world)
+    mine = (buffer.episode >= envs.start) & (buffer.episode < envs.stop)
+    keep = mine.nonzero().flatten().tolist()
+    part = dataclasses.replace(
+        buffer,
+        samples=[buffer.samples[k] for k in keep],
+        rewards=buffer.rewards[mine],
+        episode=buffer.episode[mine],
+        group=buffer.group[mine],
+        state=buffer.state[mine],
+        invalid=buffer.invalid[mine],
+        actions=[buffer.actions[k] for k in keep],
+    )
+    advantages = group_advantages(run, part)
+    stats = ppo_update(run, part, advantages, None)
+    weights = trainable_tensors(run.policy)
+    if world.is_main:
+        save_weights(weights, out)
+    return {**stats, "steps": keep, "advantages": advantages.tolist()}
+
+
 def sft_one_step(model: str, out: Path, world: World) -> dict:
     """Five demonstrations (answers of different lengths, split 3 + 2 over two ranks), one step."""
     config = load_sft_config(env="numberline", overrides=[f"model={model}", f"out={out}", "lr=1e-3"])
@@ -102,8 +161,10 @@ def train_run(model: str, run_dir: Path, stop: int | None) -> dict:
         train(resume=run_dir)
     else:
         steps = os.environ.get("WORKER_TOTAL_STEPS", "12")
+        extra = os.environ.get("WORKER_OVERRIDES", "").split()
         config = load_config(
-            env="numberline", overrides=[*TINY, SHARDING, f"model={model}", f"out={run_dir}", f"total_steps={steps}"]
+            env="numberline",
+            overrides=[*TINY, SHARDING, f"model={model}", f"out={run_dir}", f"total_steps={steps}", *extra],
         )
         train(config, stop_after=stop)
     return {}
@@ -117,6 +178,8 @@ def main() -> None:
     torch.manual_seed(0)
     if job == "one-step":
         result = one_step(model, out, world)
+    elif job == "group-step":
+        result = group_step(model, out, world)
     elif job == "sft-step":
         result = sft_one_step(model, out, world)
     elif job == "evaluate":

@@ -148,3 +148,72 @@ def test_replay_on_resume_reproduces_every_environment_and_what_follows(steps_be
     (tensors, episodes), (tensors2, episodes2) = continued
     assert all(torch.equal(a, b) for a, b in zip(tensors, tensors2, strict=True))
     assert episodes == episodes2 and len(episodes) > 0
+
+
+class CoinPolicy:
+    """`generate` as `Rollouts.collect_groups` calls it: "+" or "-" at random (a seeded coin), or now
+    and then an unparseable answer; a group's episodes then share their deal but not their play."""
+
+    sharded = False
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.prompts_seen: list[str] = []
+
+    def generate(self, images, prompts, temperature, top_p, max_new_tokens) -> list[Sample]:
+        self.prompts_seen.extend(prompts)
+        empty = torch.zeros(0)
+        samples = []
+        for image in images:
+            draw = self.rng.random()
+            text = "no answer" if draw < 0.1 else format_answer({"action": "+" if draw < 0.55 else "-"})
+            samples.append(Sample(image, empty.long(), empty.long(), text, empty, 0.0, 0, temperature))
+        return samples
+
+
+@pytest.mark.parametrize("group_size", [2, 3])
+def test_group_rounds_deal_each_seed_to_its_group_and_hold_whole_episodes(group_size):
+    rollouts = Rollouts(TASK, 6, seed=5)
+    buffer, finished = rollouts.collect_groups(CoinPolicy(0), 25, group_size, 1.0, 1.0, 8)
+    episodes = buffer.episode.unique()
+    assert buffer.steps_all_ranks == len(buffer.samples) >= 25
+    assert len(finished) == len(episodes) and len(episodes) % 6 == 0  # whole rounds of 6 environments
+    # every episode is whole: its rewards add up to one finished episode's return, its steps to its length
+    totals = sorted(
+        (float(buffer.rewards[buffer.episode == e].sum()), int((buffer.episode == e).sum())) for e in episodes
+    )
+    assert totals == sorted((e.ret, e.length) for e in finished)
+    for g in buffer.group.unique():
+        members = buffer.episode[buffer.group == g].unique()
+        assert len(members) == group_size
+        firsts = [int(torch.nonzero(buffer.episode == e)[0]) for e in members]
+        assert len({buffer.state[k].item() for k in firsts}) == 1  # same deal: the same first state
+        assert all(np.array_equal(buffer.samples[k].image, buffer.samples[firsts[0]].image) for k in firsts)
+    # different groups of a round are dealt different seeds (a clash of two 2^30 draws is negligible)
+    first_images = {
+        buffer.samples[int(torch.nonzero(buffer.group == g)[0])].image.tobytes() for g in buffer.group.unique()
+    }
+    assert len(first_images) > 1
+    assert len(buffer.actions) == len(buffer.samples) and None in buffer.actions and "+" in buffer.actions
+
+
+def test_state_keys_name_what_a_step_saw():
+    from vlmrl.recipes.rollout import state_key
+
+    image = np.zeros((4, 4, 3), dtype=np.uint8)
+    other = image.copy()
+    other[0, 0, 0] = 1
+    assert state_key(image, "p") == state_key(image.copy(), "p")
+    assert len({state_key(image, "p"), state_key(other, "p"), state_key(image, "q")}) == 3
+    assert 0 <= state_key(image, "p") < 2**63
+
+
+def test_group_rounds_resume_from_the_saved_group_stream():
+    first = Rollouts(TASK, 4, seed=1)
+    first.collect_groups(CoinPolicy(0), 8, 2, 1.0, 1.0, 8)
+    saved = first.state_dict()
+    expected, _ = first.collect_groups(CoinPolicy(1), 8, 2, 1.0, 1.0, 8)
+    again = Rollouts(TASK, 4, seed=1)
+    again.load_state_dict(saved)
+    got, _ = again.collect_groups(CoinPolicy(1), 8, 2, 1.0, 1.0, 8)
+    assert torch.equal(got.rewards, expected.rewards) and torch.equal(got.state, expected.state)

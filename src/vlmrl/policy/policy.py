@@ -48,6 +48,8 @@ class Sample:
     action_start: int
     """Index of the first action token in `response_ids` (0: no "action" key, all action)."""
     temperature: float
+    prompt: str = ""
+    """The task prompt as written (before the chat template): what logs show beside the answer."""
 
     def logprob(self, cot_lambda: float) -> float:
         """The PPO log-prob of the response: CoT tokens scaled by lambda, action tokens whole."""
@@ -211,6 +213,7 @@ class Policy(nn.Module):
                     value=float(values[i]),
                     action_start=action_start(self.tokenizer, response.tolist()),
                     temperature=scale,
+                    prompt=prompts[i],
                 )
             )
         return samples

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmrl.infra.errors import UsageError
-from vlmrl.infra.seeds import EVAL_SEED_BASE
+from vlmrl.infra.seeds import EVAL_SEED_BASE, HELDOUT_SEEDS
 from vlmrl.infra.typed_config import (
     Config,
     Layer,
@@ -105,6 +105,16 @@ class TrainConfig(RunConfig):
     # --- PPO
     gamma: float = knob(0.9, "discount factor")
     gae_lambda: float = knob(0.95, "GAE lambda")
+    advantage: str = knob(
+        "gae",
+        "advantage estimator: gae (the critic's, the paper), grpo (an episode's return against its group's, "
+        "no critic) or gigpo (grpo plus steps that saw the same state compared by their returns from there)",
+    )
+    group_size: int = knob(
+        4, "grpo/gigpo: environments dealt the same seed in each round of episodes (>= 2; gae ignores it)"
+    )
+    group_std: bool = knob(True, "grpo/gigpo: divide by the group's standard deviation (false: only subtract its mean)")
+    gigpo_step_weight: float = knob(1.0, "gigpo: weight of the step-level term beside the episode-level one")
     ppo_epochs: int = knob(4, "passes over each rollout")
     minibatch_size: int = knob(1, "samples per forward pass")
     grad_accum: int = knob(128, "mini-batches whose gradients are summed per optimizer step")
@@ -124,7 +134,16 @@ class TrainConfig(RunConfig):
     success_window: int = knob(100, "training success rate is over the last K finished episodes")
     eval_every: int = knob(5, "evaluate on held-out seeds every K updates (0: never)")
     eval_episodes: int = knob(50, "episodes per evaluation")
+    eval_seeds: str = knob(
+        "test",
+        "which held-out deals evaluations play: test (seeds from 2^30) or validation (from 2^30 + 2^29; "
+        "choose settings on these, report test once)",
+    )
     eval_temperature: float | None = knob(None, "sampling temperature of evaluations (null: as in training)")
+    samples_every: int = knob(
+        5, "every K updates, write a few sampled steps to samples.jsonl and TensorBoard (0: never)"
+    )
+    samples_logged: int = knob(4, "sampled steps written each time (image, prompt, answer, action, reward, advantage)")
     checkpoint_every: int = knob(5, "write a checkpoint every K updates")
     keep_checkpoints: int = knob(3, "checkpoints kept (older ones are deleted)")
 
@@ -144,10 +163,16 @@ class TrainConfig(RunConfig):
         return (self.env_kwargs if self.eval_env_kwargs is None else self.eval_env_kwargs) or {}
 
     @property
+    def grouped(self) -> bool:
+        """Group-relative advantages: whole episodes per update, groups dealt alike, no critic trained."""
+        return self.advantage in ("grpo", "gigpo")
+
+    @property
     def updates(self) -> int:
         return max(1, self.total_steps // (self.rollout_length * self.num_envs))
 
 
+ADVANTAGES = ("gae", "grpo", "gigpo")
 BEHAVIOURS = ("expert", "random", "epsilon")
 
 
@@ -307,6 +332,7 @@ RULES: dict[str, Rule] = {
             "success_window",
             "eval_episodes",
             "eval_examples",
+            "group_size",
             "checkpoint_every",
             "keep_checkpoints",
             "episodes",
@@ -318,7 +344,17 @@ RULES: dict[str, Rule] = {
     "total_steps": Rule(lambda value: 1 <= value <= MAX_TOTAL_STEPS, f"between 1 and {MAX_TOTAL_STEPS:.0e}"),
     **dict.fromkeys(("clip", "lr", "max_grad_norm", "adam_eps", "value_clip", "value_lr"), POSITIVE),
     **dict.fromkeys(
-        ("value_coef", "entropy_coef", "kl_coef", "lr_min", "eval_every", "weight_decay"),
+        (
+            "value_coef",
+            "entropy_coef",
+            "kl_coef",
+            "lr_min",
+            "eval_every",
+            "weight_decay",
+            "gigpo_step_weight",
+            "samples_every",
+            "samples_logged",
+        ),
         NOT_NEGATIVE,
     ),
     **dict.fromkeys(("temperature", "eval_temperature"), TEMPERATURE),
@@ -394,6 +430,25 @@ def validate(config: TrainConfig) -> None:
         config.invalid_action in (None, "random", "penalty"),
         f"invalid_action must be random or penalty (or null: the game's own rule), not {config.invalid_action!r}",
     )
+    need(
+        config.eval_seeds in HELDOUT_SEEDS,
+        f"eval_seeds must be one of {', '.join(HELDOUT_SEEDS)}, not {config.eval_seeds!r}",
+    )
+    need(
+        config.advantage in ADVANTAGES,
+        f"advantage must be one of {', '.join(ADVANTAGES)}, not {config.advantage!r}",
+    )
+    if config.grouped:
+        need(
+            config.group_size >= 2,
+            f"advantage {config.advantage} compares episodes in groups: group_size must be at least 2, "
+            f"not {config.group_size}",
+        )
+        need(
+            config.num_envs % config.group_size == 0,
+            f"num_envs ({config.num_envs}) must be a multiple of group_size ({config.group_size}): "
+            "every round deals each group's seed to group_size environments",
+        )
     need(config.lr_min <= config.lr, f"lr_min ({config.lr_min}) must not exceed lr ({config.lr})")
     need(
         config.steps_per_update >= config.num_envs,

@@ -25,6 +25,7 @@ from vlmrl.games import EVAL_SEED_BASE, get_task, make_text_env
 from vlmrl.infra.distributed import ALONE, World
 from vlmrl.infra.files import atomic_write_text
 from vlmrl.infra.runs import RunFolder
+from vlmrl.infra.seeds import HELDOUT_SEEDS
 from vlmrl.policy import Policy, load_policy
 from vlmrl.recipes.config import SFTConfig, TrainConfig, load_config, load_sft_config
 from vlmrl.recipes.ppo import PAPER_RESULTS, evaluate_heldout, train, trained_policy
@@ -133,10 +134,11 @@ def pipeline(
     if world.is_main:
         record_gif(policy, train_config, gif)
     task = get_task(env)
+    first_seed = HELDOUT_SEEDS[train_config.eval_seeds]
     summary = {
         "env": task.name,
         "episodes": episodes,
-        "eval_seeds": [EVAL_SEED_BASE, EVAL_SEED_BASE + episodes - 1],
+        "eval_seeds": [first_seed, first_seed + episodes - 1],
         "eval_env_kwargs": train_config.heldout_env_kwargs,
         "ceiling": float(task.ceiling()),
         "paper_rl4vlm": PAPER_RESULTS.get(task.name),

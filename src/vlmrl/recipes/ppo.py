@@ -2,7 +2,10 @@
 
     for each update:
         1. collect `steps_per_update` env steps: one batched generate per lockstep step
-        2. GAE advantages over the buffer (truncated episodes bootstrap from their last value)
+           (grpo / gigpo: rounds of whole episodes, each seed dealt to a group of environments,
+           until the update holds at least `steps_per_update` steps)
+        2. advantages: GAE over the buffer (truncated episodes bootstrap from their last value),
+           or each episode's return against its group's (grpo; gigpo adds same-state steps)
         3. `ppo_epochs` passes over shuffled mini-batches: re-score each sample from its own
            prompt and image, clipped surrogate on the CoT-scaled log-prob, clipped value loss,
            gradient accumulation, grad-norm clip, Adam with a cosine learning rate
@@ -32,9 +35,10 @@ from pydantic import Field, ValidationError
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from vlmrl.algos.advantages import gae, normalize
+from vlmrl.algos.group_advantages import gigpo, grpo
 from vlmrl.algos.ppo import kl_to_reference, minibatch_indices, ppo_losses
 from vlmrl.evaluation.evaluate import EvalResult, play_policy, summarize
-from vlmrl.games import EVAL_SEED_BASE, get_task
+from vlmrl.games import get_task
 from vlmrl.infra.checkpoint import (
     capture_rng,
     latest_checkpoint,
@@ -48,11 +52,13 @@ from vlmrl.infra.distributed import ALONE, World, split_evenly
 from vlmrl.infra.errors import UsageError
 from vlmrl.infra.metrics import ConsoleProgress, MetricsLogger
 from vlmrl.infra.runs import RunFolder, check_free_space, parameter_bytes, writing
+from vlmrl.infra.seeds import HELDOUT_SEEDS
 from vlmrl.infra.typed_config import save_config
 from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
 from vlmrl.recipes.config import RESUME_ALONE, TrainConfig, load_config, resolved_train_config
-from vlmrl.recipes.rollout import EpisodeWindow, Rollouts, Saved, schema_error
+from vlmrl.recipes.rollout import EpisodeWindow, GroupBuffer, RolloutBuffer, Rollouts, Saved, schema_error
+from vlmrl.recipes.sample_log import cot_diversity, picked_samples, thoughts
 from vlmrl.recipes.stepping import Steps, lay_out, make_steps
 from vlmrl.tiny import model_or_demo
 
@@ -132,7 +138,9 @@ def setup(config: TrainConfig, world: World = ALONE) -> Run:
     critic = list(policy.value_head.parameters())
     actor = [p for p in policy.parameters() if p.requires_grad and all(p is not c for c in critic)]
     value_lr = config.lr if config.value_lr is None else config.value_lr
-    groups = [{"params": actor, "lr": config.lr}, {"params": critic, "lr": value_lr}]
+    groups = [{"params": actor, "lr": config.lr}]
+    if not config.grouped:  # group-relative advantages need no critic: the value head is not trained
+        groups.append({"params": critic, "lr": value_lr})
     optimizer = torch.optim.Adam(groups, lr=config.lr, eps=config.adam_eps)
     steps = make_steps(policy, optimizer, world, sharding, config.max_grad_norm)
     total = config.updates * optimizer_steps_per_update(config)
@@ -176,24 +184,29 @@ def reference_logprobs(run: Run, samples) -> torch.Tensor | None:
             return run.policy.score(samples).token_logprobs.cpu()
 
 
-def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
-    """`ppo_epochs` passes of clipped PPO over the buffer; the mean of each loss term."""
+def ppo_update(
+    run: Run, buffer: RolloutBuffer | GroupBuffer, advantages: torch.Tensor, returns: torch.Tensor | None
+) -> dict[str, float]:
+    """`ppo_epochs` passes of clipped PPO over the buffer; the mean of each loss term. `returns`:
+    the critic's targets (None under group-relative advantages: the value head is not trained)."""
     config, policy, world = run.config, run.policy, run.world
     samples = buffer.samples
     old_logprob = torch.tensor([s.logprob(config.cot_lambda) for s in samples])
     old_value = buffer.values.flatten()
-    advantages, returns = advantages.flatten(), returns.flatten()
-    if config.normalize_advantages:  # over every rank's part of the buffer
+    advantages = advantages.flatten()
+    critic = returns is not None
+    returns = returns.flatten() if critic else old_value  # no critic: a value loss of 0, weighted 0
+    if config.normalize_advantages and critic:  # over every rank's part of the buffer
         advantages = normalize(advantages, sum_over_ranks=world.sum if world.distributed else None)
     ref_logprob = reference_logprobs(run, samples)
     device = policy.device
     totals: dict[str, list[float]] = {}
     policy.train()
     for _ in range(config.ppo_epochs):
-        batches = minibatch_indices(len(samples), config.minibatch_size // world.size, run.minibatch_rng)
+        batches, weights = epoch_minibatches(run, len(samples))
         for first in range(0, len(batches), config.grad_accum):
             group = batches[first : first + config.grad_accum]
-            for index in group:
+            for index, weight in zip(group, weights[first : first + config.grad_accum], strict=True):
                 scores = policy.score(
                     [samples[i] for i in index.tolist()], config.cot_lambda, config.value_trains_model
                 )
@@ -211,12 +224,12 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
                     entropy=scores.entropy,
                     clip=config.clip,
                     value_clip=config.value_clip,
-                    value_coef=config.value_coef,
+                    value_coef=config.value_coef if critic else 0.0,
                     entropy_coef=config.entropy_coef,
                     kl_ref=kl_ref,
                     kl_coef=config.kl_coef,
                 )
-                run.steps.backward(losses.loss / len(group))
+                run.steps.backward(losses.loss * weight / len(group))
                 for name, value in (
                     ("policy_loss", losses.pg_loss),
                     ("value_loss", losses.v_loss),
@@ -231,13 +244,56 @@ def ppo_update(run: Run, buffer, advantages: torch.Tensor, returns: torch.Tensor
             run.scheduler.step()
     policy.eval()
     stats = {f"losses/{name}": float(np.mean(values)) for name, values in totals.items()}
+    if not critic:
+        del stats["losses/value_loss"]
     if world.distributed:  # each rank's means over equal shares: their mean is the global one
         means = world.sum(torch.tensor(list(stats.values()), dtype=torch.float64)) / world.size
         stats = dict(zip(stats, means.tolist(), strict=True))
-        returns, old_value = torch.cat(world.gather(returns)), torch.cat(world.gather(old_value))
-    variance = returns.var()
-    stats["losses/explained_variance"] = float(1 - (returns - old_value).var() / variance) if variance > 0 else 0.0
+        if critic:
+            returns, old_value = torch.cat(world.gather(returns)), torch.cat(world.gather(old_value))
+    if critic:
+        variance = returns.var()
+        explained = float(1 - (returns - old_value).var() / variance) if variance > 0 else 0.0
+        stats["losses/explained_variance"] = explained
     return stats
+
+
+def epoch_minibatches(run: Run, samples: int) -> tuple[list[torch.Tensor], list[float]]:
+    """One epoch's mini-batches of this rank's samples (shuffled), and the weight of each one's mean loss.
+
+    GAE's buffer has the same size on every rank: mini-batches of `minibatch_size / N`, weight 1.
+    Whole episodes make buffers of any size, so the buffer is cut into as many mini-batches as
+    `steps_per_update` samples make (the schedule's step count stays fixed and every rank takes
+    the same number of passes), and each rank's mean is weighted by its share of the global
+    mini-batch (its size times N over their sum), so the ranks' averaged gradient is the gradient
+    of the global mini-batch's mean. A rank whose part of a mini-batch is empty runs a pass over
+    one of its samples, weighted 0, so that every rank takes part in the same collectives."""
+    config, world = run.config, run.world
+    if not config.grouped:
+        batches = minibatch_indices(samples, config.minibatch_size // world.size, run.minibatch_rng)
+        return batches, [1.0] * len(batches)
+    count = math.ceil(config.steps_per_update / config.minibatch_size)
+    order = torch.randperm(samples, generator=run.minibatch_rng)
+    batches = list(order.tensor_split(count))
+    sizes = torch.tensor([[len(b) for b in batches]], dtype=torch.float64)
+    every_rank = torch.cat(world.gather(sizes)) if world.distributed else sizes
+    weights = (sizes[0] * world.size / every_rank.sum(0).clamp(min=1)).tolist()
+    return [b if len(b) else order[:1] for b in batches], weights
+
+
+def group_advantages(run: Run, buffer: GroupBuffer) -> torch.Tensor:
+    """GRPO's or GiGPO's advantage of each of this rank's steps, its groups compared over every rank."""
+    config, world = run.config, run.world
+    parts = [(buffer.rewards, buffer.episode, buffer.group, buffer.state)]
+    if world.distributed:
+        parts = world.gather(parts[0])
+    rewards, episode, group, state = (torch.cat([part[k] for part in parts]) for k in range(4))
+    if config.advantage == "grpo":
+        advantages = grpo(rewards, episode, group, config.group_std)
+    else:
+        advantages = gigpo(rewards, episode, group, state, config.gamma, config.gigpo_step_weight, config.group_std)
+    start = sum(len(part[0]) for part in parts[: world.rank])
+    return advantages[start : start + len(buffer.rewards)]
 
 
 def evaluate_heldout(
@@ -246,15 +302,16 @@ def evaluate_heldout(
     episodes: int,
     world: World = ALONE,
 ) -> EvalResult:
-    """`policy` on `episodes` held-out deals (seeds from EVAL_SEED_BASE, never dealt in training),
-    sampled at the evaluation temperature, on the evaluation environments (`eval_env_kwargs`).
+    """`policy` on `episodes` held-out deals (never dealt in training: the test seeds from EVAL_SEED_BASE,
+    or the validation seeds, by `eval_seeds`), sampled at the evaluation temperature, on the evaluation
+    environments (`eval_env_kwargs`).
     Under a launcher each rank plays its contiguous part of the seeds and every rank gets all the
     episodes back, in seed order: the same deals one process would play."""
     task = get_task(config.env)
     played = play_policy(
         policy,
         task,
-        split_evenly(range(EVAL_SEED_BASE, EVAL_SEED_BASE + episodes), world),
+        split_evenly(range(HELDOUT_SEEDS[config.eval_seeds], HELDOUT_SEEDS[config.eval_seeds] + episodes), world),
         cot=config.cot,
         temperature=config.heldout_temperature,
         top_p=config.top_p,
@@ -354,7 +411,13 @@ def check_state(run: Run, step: int, state: dict[str, Any]) -> None:
         )
     if state["update"] != step or not 1 <= step <= config.updates:
         raise ValueError(f"update is {state['update']}, the checkpoint's step {step}, this run has {config.updates}")
-    if state["env_steps"] != step * config.steps_per_update:
+    if config.grouped:  # rounds of whole episodes take at least steps_per_update steps
+        if state["env_steps"] < step * config.steps_per_update:
+            raise ValueError(
+                f"env_steps is {state['env_steps']}, but {step} updates take at least "
+                f"{step * config.steps_per_update} steps"
+            )
+    elif state["env_steps"] != step * config.steps_per_update:
         raise ValueError(
             f"env_steps is {state['env_steps']}, but {step} updates of {config.steps_per_update} steps make "
             f"{step * config.steps_per_update}"
@@ -498,42 +561,36 @@ def train_loop(run: Run, resumed: bool, stop_after: int | None) -> Path:
         if resumed:
             logger.truncate_after(run.update)
     last_update = config.updates if stop_after is None else min(config.updates, stop_after)
-    steps = config.rollout_length
-    total_steps = config.updates * config.steps_per_update
-    progress = ConsoleProgress(total_steps, config.env, updates_done=run.update, steps_done=run.env_steps)
+    if config.grouped:  # rounds of whole episodes take a varying number of steps: progress counts updates
+        progress = ConsoleProgress(
+            config.updates, config.env, unit="updates", updates_done=run.update, steps_done=run.update
+        )
+    else:
+        total_steps = config.updates * config.steps_per_update
+        progress = ConsoleProgress(total_steps, config.env, updates_done=run.update, steps_done=run.env_steps)
     stopping = False
     try:
         with StopRequest() as stop, progress if world.is_main else contextlib.nullcontext():
             while run.update < last_update and not stopping:
                 started = time.perf_counter()
                 run.policy.eval()
-                buffer, finished = run.rollouts.collect(
-                    run.policy, steps, config.temperature, config.top_p, config.max_new_tokens, world
-                )
-                finished = [episode for part in world.gather(finished) for episode in part]
-                run.window.extend(finished)
-                run.env_steps += steps * config.num_envs
-                advantages, returns = gae(
-                    buffer.rewards,
-                    buffer.values,
-                    buffer.next_values,
-                    buffer.terminated,
-                    buffer.truncated,
-                    config.gamma,
-                    config.gae_lambda,
-                )
+                steps_before = run.env_steps
+                buffer, advantages, returns, finished = collect_and_estimate(run)
                 stats = ppo_update(run, buffer, advantages, returns)
                 run.update += 1
                 stats.update(run.window.summary())
                 stats.update(rollout_stats(run, buffer, len(finished)))
                 stats["charts/learning_rate"] = run.scheduler.get_last_lr()[0]
-                stats["charts/SPS"] = steps * config.num_envs / (time.perf_counter() - started)
+                stats["charts/SPS"] = (run.env_steps - steps_before) / (time.perf_counter() - started)
                 stats["world_size"] = world.size
                 if config.eval_every and run.update % config.eval_every == 0:
                     stats.update(evaluate_now(run))
                 if logger is not None:
                     logger.log(run.update, run.env_steps, stats)
-                    progress.update(run.env_steps, stats)
+                    if config.samples_every and run.update % config.samples_every == 0:  # rank 0's samples
+                        picked = picked_samples(buffer, advantages, config.samples_logged)
+                        logger.log_samples(run.update, run.env_steps, picked)
+                    progress.update(run.update if config.grouped else run.env_steps, stats)
                 stopping = world.any(stop.requested)  # every rank stops after the same update
                 if run.update % config.checkpoint_every == 0 or run.update == last_update or stopping:
                     save(run)
@@ -543,12 +600,51 @@ def train_loop(run: Run, resumed: bool, stop_after: int | None) -> Path:
     return run.run_dir
 
 
-def rollout_stats(run: Run, buffer, finished: int) -> dict[str, float]:
-    """Invalid answers and generation speed over every rank's share of the update."""
+def collect_and_estimate(
+    run: Run,
+) -> tuple[RolloutBuffer | GroupBuffer, torch.Tensor, torch.Tensor | None, list]:
+    """Steps 1 and 2 of the loop: this update's experience (every rank's finished episodes go into
+    the success window) and its advantages, with the critic's targets (None without a critic)."""
+    config, world = run.config, run.world
+    if config.grouped:
+        buffer, finished = run.rollouts.collect_groups(
+            run.policy,
+            config.steps_per_update,
+            config.group_size,
+            config.temperature,
+            config.top_p,
+            config.max_new_tokens,
+            world,
+        )
+        run.env_steps += buffer.steps_all_ranks
+    else:
+        buffer, finished = run.rollouts.collect(
+            run.policy, config.rollout_length, config.temperature, config.top_p, config.max_new_tokens, world
+        )
+        run.env_steps += config.steps_per_update
+    finished = [episode for part in world.gather(finished) for episode in part]
+    run.window.extend(finished)
+    if config.grouped:
+        return buffer, group_advantages(run, buffer), None, finished
+    advantages, returns = gae(
+        buffer.rewards,
+        buffer.values,
+        buffer.next_values,
+        buffer.terminated,
+        buffer.truncated,
+        config.gamma,
+        config.gae_lambda,
+    )
+    return buffer, advantages, returns, finished
+
+
+def rollout_stats(run: Run, buffer: RolloutBuffer | GroupBuffer, finished: int) -> dict[str, float]:
+    """Invalid answers, the diversity of thoughts and generation speed over every rank's share of the update."""
     if not run.world.distributed:
         return {
             "charts/invalid_rate": float(buffer.invalid.float().mean()),
             "charts/episodes_finished": float(finished),
+            "charts/cot_diversity": cot_diversity(thoughts(buffer.samples)),
             "charts/tokens_per_second": buffer.generated_tokens / max(buffer.generation_seconds, 1e-9),
         }
     own = [
@@ -558,9 +654,11 @@ def rollout_stats(run: Run, buffer, finished: int) -> dict[str, float]:
         buffer.generation_seconds,
     ]
     invalid, answers, tokens, seconds = run.world.sum(torch.tensor(own, dtype=torch.float64)).tolist()
+    every_thought = [thought for part in run.world.gather(thoughts(buffer.samples)) for thought in part]
     return {
         "charts/invalid_rate": invalid / answers,
         "charts/episodes_finished": float(finished),
+        "charts/cot_diversity": cot_diversity(every_thought),
         "charts/tokens_per_second": tokens / max(seconds / run.world.size, 1e-9),  # ranks generate side by side
     }
 

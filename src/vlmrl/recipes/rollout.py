@@ -5,6 +5,11 @@ under the first prompt of the run). Episodes that end are reset at once with a f
 from the run's seed stream. A truncated episode bootstraps from the value of its last
 observation; a terminated one does not.
 
+With group-relative advantages (GRPO, GiGPO) an update holds whole episodes instead: rounds in which
+every environment plays one episode, the environments in groups of G that are dealt the same seed
+(`collect_groups`). Groups are counted over all ranks, so a group may span ranks; its seed comes from
+a stream every rank draws alike.
+
 The state of the environments is saved as what reproduces it: each environment's episode
 seed and the actions taken since, replayed on resume. This works for any environment whose
 `reset(seed=...)` is deterministic, without pickling environments. A saved state is checked
@@ -14,17 +19,18 @@ where it was taken), so a damaged or edited one is a ValueError naming what is w
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vlmrl.evaluation.episodes import Lockstep, Track
+from vlmrl.evaluation.episodes import Lockstep, Track, Transition
 from vlmrl.games import EVAL_SEED_BASE, Episode, Task, make_text_env
 from vlmrl.games.parsing import format_answer
 from vlmrl.infra.distributed import ALONE, World
@@ -65,6 +71,8 @@ class RolloutsState(Saved):
     tracks: list[TrackState]
     fallback_rngs: list[PCG64State]
     counters: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]]
+    group_stream: PCG64State | None = None
+    """The deals of groups (runs with group-relative advantages; absent in earlier checkpoints)."""
 
 
 class EpisodeState(Saved):
@@ -98,6 +106,42 @@ class RolloutBuffer:
     invalid: torch.Tensor
     generated_tokens: int = 0
     generation_seconds: float = 0.0
+    actions: list[str | None] = field(default_factory=list)
+    """The action each sample's answer was read as (None: unparseable), sample by sample."""
+
+
+@dataclass
+class GroupBuffer:
+    """Whole episodes of groups dealt alike, one entry per step, each episode's steps in time order.
+
+    `episode`, `group` and `state` are keys over every rank's part of the update: the episode,
+    the group of episodes dealt the same seed, and a hash of the state the step saw (its image and
+    prompt). Steps on this rank only; `collect_groups` says how many all ranks took together."""
+
+    samples: list[Sample]
+    rewards: torch.Tensor
+    episode: torch.Tensor
+    group: torch.Tensor
+    state: torch.Tensor
+    invalid: torch.Tensor
+    steps_all_ranks: int
+    generated_tokens: int = 0
+    generation_seconds: float = 0.0
+    actions: list[str | None] = field(default_factory=list)
+    """The action each sample's answer was read as (None: unparseable), sample by sample."""
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The critic's values at collection (logged; group advantages do not use them)."""
+        return torch.tensor([sample.value for sample in self.samples])
+
+
+def state_key(observation: np.ndarray, prompt: str) -> int:
+    """A 63-bit key of what a step saw: steps with equal images and prompts share it (GiGPO's step groups)."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(np.ascontiguousarray(observation).tobytes())
+    digest.update(prompt.encode())
+    return int.from_bytes(digest.digest(), "little") >> 1
 
 
 class Rollouts:
@@ -118,6 +162,7 @@ class Rollouts:
         self.envs = [make_text_env(task, env_kwargs, invalid_action, invalid_penalty) for _ in range(num_envs)]
         entropy = [seed, 0x5EED] if world_size == 1 else [seed, 0x5EED, rank]
         self.seed_stream = np.random.default_rng(np.random.SeedSequence(entropy))
+        self.group_stream = np.random.default_rng(np.random.SeedSequence([seed, 0x6209]))  # alike on every rank
         self.games = Lockstep(self.envs, [self._seeds() for _ in self.envs])
 
     def _seeds(self) -> Iterator[int]:
@@ -153,6 +198,7 @@ class Rollouts:
         truncated = torch.zeros(shape, dtype=torch.bool)
         invalid = torch.zeros(shape, dtype=torch.bool)
         samples: list[Sample] = []
+        actions: list[str | None] = [None] * (steps * n)
         finished: list[Episode] = []
         tokens, seconds = 0, 0.0
         for t in range(steps):
@@ -173,6 +219,7 @@ class Rollouts:
                 rewards[t, i], values[t, i] = step.reward, sample.value
                 terminated[t, i], truncated[t, i] = step.terminated, step.truncated and not step.terminated
                 invalid[t, i] = step.invalid
+                actions[t * n + i] = self.action_name(step)
                 if step.episode is not None:
                     finished.append(step.episode)
                 if step.truncated and not step.terminated:
@@ -189,7 +236,91 @@ class Rollouts:
             following = values[t + 1] if t + 1 < steps else last_values
             ended = terminated[t] | truncated[t]
             next_values[t] = torch.where(ended, next_values[t], following)
-        buffer = RolloutBuffer(samples, rewards, values, next_values, terminated, truncated, invalid, tokens, seconds)
+        buffer = RolloutBuffer(
+            samples, rewards, values, next_values, terminated, truncated, invalid, tokens, seconds, actions
+        )
+        return buffer, finished
+
+    @staticmethod
+    def action_name(step: Transition) -> str | None:
+        """What the answer of a step was read as (None: unparseable, whatever the game did instead)."""
+        name = step.next_info.get("action_name")
+        return None if step.invalid or name is None else str(name)
+
+    def collect_groups(
+        self,
+        policy: Policy,
+        min_steps: int,
+        group_size: int,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int,
+        world: World = ALONE,
+    ) -> tuple[GroupBuffer, list[Episode]]:
+        """Rounds of whole episodes until all ranks together took at least `min_steps` steps. In a round
+        every environment plays one episode; environments g*G .. g*G+G-1 (counted over the ranks, rank
+        by rank) form group g and are dealt the same fresh seed. No critic value is computed."""
+        n = len(self.envs)
+        groups_per_round = n * world.size // group_size
+        samples: list[Sample] = []
+        rewards: list[float] = []
+        episode: list[int] = []
+        group: list[int] = []
+        state: list[int] = []
+        invalid: list[bool] = []
+        actions: list[str | None] = []
+        finished: list[Episode] = []
+        tokens, seconds, steps_all_ranks, rounds = 0, 0.0, 0, 0
+        while steps_all_ranks < min_steps:
+            seeds = self.group_stream.integers(EVAL_SEED_BASE, size=groups_per_round).tolist()
+            first = rounds * n * world.size + world.rank * n  # global id of this rank's first environment
+            env_ids = [first + i for i in range(n)]
+            group_ids = [rounds * groups_per_round + (world.rank * n + i) // group_size for i in range(n)]
+            games = Lockstep(self.envs, [[seeds[(world.rank * n + i) // group_size]] for i in range(n)])
+            taken = 0
+            while world.any(bool(games.active)) if policy.sharded else games.active:
+                active, current = games.active, games.states()
+                prompts = [self.task.prompt(info, cot=self.cot) for _, info in current]
+                started = time.perf_counter()
+                batch = (
+                    policy.generate(
+                        [obs for obs, _ in current],
+                        prompts,
+                        temperature=temperature,
+                        top_p=top_p,
+                        max_new_tokens=max_new_tokens,
+                    )
+                    if prompts or policy.sharded
+                    else []
+                )
+                seconds += time.perf_counter() - started
+                tokens += sum(len(s.response_ids) for s in batch)
+                samples.extend(batch)
+                for i, (obs, _), prompt in zip(active, current, prompts, strict=True):
+                    episode.append(env_ids[i])
+                    group.append(group_ids[i])
+                    state.append(state_key(obs, prompt))
+                for step in games.step([sample.text for sample in batch]):
+                    rewards.append(step.reward)
+                    invalid.append(step.invalid)
+                    actions.append(self.action_name(step))
+                    if step.episode is not None:
+                        finished.append(step.episode)
+                taken += len(batch)
+            rounds += 1
+            steps_all_ranks += int(world.sum(torch.tensor(taken))) if world.distributed else taken
+        buffer = GroupBuffer(
+            samples,
+            torch.tensor(rewards, dtype=torch.float32),
+            torch.tensor(episode, dtype=torch.long),
+            torch.tensor(group, dtype=torch.long),
+            torch.tensor(state, dtype=torch.long),
+            torch.tensor(invalid, dtype=torch.bool),
+            steps_all_ranks,
+            tokens,
+            seconds,
+            actions,
+        )
         return buffer, finished
 
     # ---------------------------------------------------------------- save and restore
@@ -200,6 +331,7 @@ class Rollouts:
             "tracks": [asdict(track) for track in self.games.tracks],
             "fallback_rngs": [env.fallback_rng.bit_generator.state for env in self.envs],
             "counters": [[env.steps, env.invalid_steps] for env in self.envs],
+            "group_stream": self.group_stream.bit_generator.state,
         }
 
     def check_state(self, state: Any) -> None:
@@ -240,6 +372,8 @@ class Rollouts:
         `check_state`, for a state these rollouts cannot have written)."""
         self._check_schema(state)
         self.seed_stream.bit_generator.state = state["seed_stream"]
+        if state.get("group_stream") is not None:
+            self.group_stream.bit_generator.state = state["group_stream"]
         for i, (env, track) in enumerate(zip(self.envs, state["tracks"], strict=True)):
             self.games.restore(i, Track(**track), *self._replay(i, Track(**track)))
             env.fallback_rng.bit_generator.state = state["fallback_rngs"][i]

@@ -40,12 +40,14 @@ from vlmrl.infra.metrics.console import CONSOLE_METRICS, ConsoleProgress, format
 from vlmrl.infra.metrics.jsonl import METRICS_FILE, JsonlFile, read_metrics
 from vlmrl.infra.metrics.plot import CURVE_FILE, CurvePlot, plot_curves, smooth
 from vlmrl.infra.metrics.records import RESERVED_KEYS, deterministic_view, is_timing_key, plain_number
+from vlmrl.infra.metrics.samples import SAMPLES_FILE, SamplesFile
 from vlmrl.infra.metrics.tensorboard import TensorBoardEvents
 
 __all__ = [
     "CONSOLE_METRICS",
     "CURVE_FILE",
     "METRICS_FILE",
+    "SAMPLES_FILE",
     "ConsoleProgress",
     "MetricsLogger",
     "Sink",
@@ -115,8 +117,11 @@ class MetricsLogger:
             every_seconds=plot_every_seconds,
         )
         self._sinks: list[Sink] = [JsonlFile(self.path, self._records), self._curve]
-        if tensorboard:
-            self._sinks.append(TensorBoardEvents(self.run_dir, resume))
+        self._events = TensorBoardEvents(self.run_dir, resume) if tensorboard else None
+        if self._events is not None:
+            self._sinks.append(self._events)
+        self._samples: SamplesFile | None = None
+        self._samples_resume = resume
 
     @property
     def plot_every_seconds(self) -> float:
@@ -133,6 +138,7 @@ class MetricsLogger:
     def truncate_after(self, update: int) -> None:
         """Drop the records of updates after `update`: the checkpoint being resumed predates them."""
         self._keep(lambda record: record["update"] <= update)
+        self._samples_file().truncate_after(update)
 
     def log(self, update: int, env_steps: int, values: Mapping[str, Any]) -> None:
         """Append one record and hand it to every sink."""
@@ -149,6 +155,18 @@ class MetricsLogger:
         self._first_log_pending = False
         for sink in self._sinks:
             sink.write(record, self._records)
+
+    def log_samples(self, update: int, env_steps: int, steps: Sequence[Mapping[str, Any]]) -> None:
+        """A few sampled steps of update `update` (each with `image`, `prompt`, `answer`, `action`,
+        `reward`, `advantage`) to samples.jsonl and samples/, and to TensorBoard as images and text."""
+        rows = self._samples_file().write(update, env_steps, steps)
+        if self._events is not None:
+            self._events.add_samples(env_steps, steps, rows)
+
+    def _samples_file(self) -> SamplesFile:
+        if self._samples is None:
+            self._samples = SamplesFile(self.run_dir, self._samples_resume)
+        return self._samples
 
     def plot(self) -> None:
         """Redraw curve.png now."""
