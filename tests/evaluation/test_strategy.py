@@ -57,3 +57,27 @@ def test_cells_count_invalid_answers_and_mixed_decisions():
         "optimal": "hit",
         "invalid": 1,
     }
+
+
+def test_the_command_prints_the_chart_of_a_model_folder_as_json(tiny_llava, monkeypatch, capsys):
+    import json
+
+    import vlmrl.evaluation.strategy as strategy
+    from vlmrl.cli import main
+
+    asked = {}
+
+    def chart(policy, temperature, samples, max_new_tokens, cot):
+        asked.update(temperature=temperature, samples=samples, cot=cot)
+        return blackjack_chart(AnswersBy(lambda k: format_answer({"action": "stand"})), temperature, samples)
+
+    monkeypatch.setattr(strategy, "blackjack_chart", chart)
+    assert (
+        main(["bench", "strategy", "--run", str(tiny_llava), "--samples", "2", "--temperature", "0.5", "--json"]) == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    assert asked == {"temperature": 0.5, "samples": 2, "cot": True}
+    assert printed["bench"] == "strategy" and all(cell["hit_rate"] == 0.0 for cell in printed["cells"])
+    assert main(["bench", "strategy", "--run", str(tiny_llava), "--samples", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "hard 16" in table and "S 0%" in table

@@ -28,10 +28,9 @@ from vlmrl.infra.seeds import HELDOUT_SEEDS
 from vlmrl.infra.typed_config import parse_override
 from vlmrl.policy import load_policy
 from vlmrl.recipes.config import SFTConfig, TrainConfig, load_config, load_sft_config
-from vlmrl.recipes.learn import evaluate_stage
+from vlmrl.recipes.learn import build_demo_model, evaluate_stage
 from vlmrl.recipes.ppo import PAPER_RESULTS, train, trained_policy
 from vlmrl.recipes.sft import sft
-from vlmrl.tiny import demo_model
 
 WARMUP_KEYS = ("cot",)
 """Knobs that change what the warm-up teaches: each value gets its own SFT run."""
@@ -126,9 +125,7 @@ def _run(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     if any(config.model is None for config in warmups.values()):
-        world.from_main(lambda: demo_model() and None)  # built once, before any clock starts
-        if not world.is_main:
-            demo_model()
+        build_demo_model(world)
     warmup_rows: dict[str, dict[str, Any]] = {}
     for name, sft_config in warmups.items():
         log(f"supervised warm-up {name}: {sft_config.episodes} episodes of {sft_config.behaviour} demonstrations")

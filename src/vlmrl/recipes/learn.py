@@ -92,6 +92,14 @@ def quiet(line: str) -> None:
     """The log of ranks other than 0: rank 0 tells the stages for every rank."""
 
 
+def build_demo_model(world: World = ALONE) -> None:
+    """The embedded demo model, built once per machine before the clock of any stage starts: rank 0
+    first, then the other ranks find it in the cache."""
+    world.from_main(lambda: demo_model() and None)
+    if not world.is_main:
+        demo_model()
+
+
 def pipeline(
     env: str,
     out: Path,
@@ -105,10 +113,8 @@ def pipeline(
     """The five steps of `learn`, in a folder it has claimed (under a launcher: every rank trains
     and evaluates its share; rank 0 writes the GIF and the summary)."""
     started = time.perf_counter()
-    if sft_config.model is None:  # built once per machine, before the clock of any stage starts
-        world.from_main(lambda: demo_model() and None)  # rank 0 first: the others find it in the cache
-        if not world.is_main:
-            demo_model()
+    if sft_config.model is None:
+        build_demo_model(world)
     stages: list[Stage] = []
     if untrained:
         log(f"[1/5] evaluating the untrained model on {episodes} held-out episodes")
