@@ -35,7 +35,7 @@ def test_each_value_trains_from_the_same_start_and_is_judged_on_the_validation_d
     for row, value in zip(summary["runs"], (0.0, 1.0), strict=True):
         config = load_config(out / f"rl-{row['value']}" / "config.yaml")
         assert config.cot_lambda == value and config.init == str(tiny_llava) and config.eval_seeds == "validation"
-        assert row["episodes"] == 2 and 0 <= row["success_rate"] <= 1
+        assert row["episodes"] == 2 and 0 <= row["success_rate"] <= 1 and row["env_steps"] == 4
     assert json.loads((out / "summary.json").read_text()) == summary
     assert "cot_lambda=1" in str(ablation_table(summary).columns[0]._cells)
 

@@ -23,6 +23,7 @@ from typing import Any
 from vlmrl.infra.distributed import World
 from vlmrl.infra.errors import UsageError
 from vlmrl.infra.files import atomic_write_text
+from vlmrl.infra.metrics import read_metrics
 from vlmrl.infra.runs import RunFolder
 from vlmrl.infra.seeds import HELDOUT_SEEDS
 from vlmrl.infra.typed_config import parse_override
@@ -145,7 +146,15 @@ def _run(
         log(f"evaluating {key}={value} on {episodes} {seeds} deals")
         policy, _ = trained_policy(rl_dir)
         stage = evaluate_stage(f"{key}={value}", policy, config, episodes, seconds, world)
-        rows.append({"value": value, "warmup": warmup if init is None else None, "run": str(rl_dir), **stage.as_dict()})
+        rows.append(
+            {
+                "value": value,
+                "warmup": warmup if init is None else None,
+                "run": str(rl_dir),
+                "env_steps": read_metrics(rl_dir)[-1]["env_steps"],
+                **stage.as_dict(),
+            }
+        )
     first = HELDOUT_SEEDS[seeds]
     summary = {
         "env": env,

@@ -24,6 +24,7 @@ from vlmrl.evaluation.play import write_gif
 from vlmrl.games import EVAL_SEED_BASE, get_task, make_text_env
 from vlmrl.infra.distributed import ALONE, World
 from vlmrl.infra.files import atomic_write_text
+from vlmrl.infra.metrics import read_metrics
 from vlmrl.infra.runs import RunFolder
 from vlmrl.infra.seeds import HELDOUT_SEEDS
 from vlmrl.policy import Policy, load_policy
@@ -149,7 +150,7 @@ def pipeline(
         "ceiling": float(task.ceiling()),
         "paper_rl4vlm": PAPER_RESULTS.get(task.name),
         "sft_examples": json.loads((sft_dir / "summary.json").read_text()).get("examples"),
-        "env_steps": train_config.total_steps,
+        "env_steps": read_metrics(rl_dir)[-1]["env_steps"],  # rounds of whole episodes may take more
         "stages": [stage.as_dict() for stage in stages],
         "seconds": round(time.perf_counter() - started, 1),
         "run": {"sft": str(sft_dir), "rl": str(rl_dir), "curve": str(rl_dir / "curve.png"), "gif": str(gif)},
