@@ -24,6 +24,7 @@ from rich.table import Table
 
 from vlmrl import __version__
 from vlmrl.infra.errors import Notice, RankError, RankFailure, UsageError
+from vlmrl.infra.seeds import HELDOUT_SEEDS
 from vlmrl.infra.typed_config import KEYS_HEADING, keys_help, load_yaml
 from vlmrl.recipes.config import BEHAVIOURS, GAME_HELP, SFTConfig, TrainConfig
 
@@ -286,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ablation.add_argument(
         "--seeds",
-        choices=("test", "validation"),
+        choices=tuple(HELDOUT_SEEDS),
         default="test",
         help="held-out deals: test (from 2^30; report these once) or validation (from 2^30 + 2^29; tune on these)",
     )
@@ -644,7 +645,7 @@ def command_bench_strategy(args: argparse.Namespace) -> None:
             if cell.hit_rate is None:
                 texts.append(f"{letter} --")
                 continue
-            colour = "green" if (cell.hit_rate > 0.5) == (cell.optimal == "hit") else "red"
+            colour = "green" if cell.agrees else "red"
             texts.append(f"[{colour}]{letter} {cell.hit_rate:.0%}[/{colour}]")
         table.add_row(hand, *texts)
     stdout_console().print(table)

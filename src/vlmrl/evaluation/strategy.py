@@ -39,6 +39,11 @@ class Cell:
     optimal: str
     invalid: int
 
+    @property
+    def agrees(self) -> bool | None:
+        """Whether the policy's more frequent action here is the optimal one (None: no valid answer)."""
+        return None if self.hit_rate is None else (self.hit_rate > 0.5) == (self.optimal == "hit")
+
 
 @dataclass
 class Chart:
@@ -49,9 +54,8 @@ class Chart:
     @property
     def agreement(self) -> float:
         """Share of cells where the policy's more frequent action is the optimal one."""
-        decided = [c for c in self.cells if c.hit_rate is not None]
-        agree = sum((c.hit_rate > 0.5) == (c.optimal == "hit") for c in decided)
-        return agree / len(decided) if decided else 0.0
+        decided = [c.agrees for c in self.cells if c.agrees is not None]
+        return sum(decided) / len(decided) if decided else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {

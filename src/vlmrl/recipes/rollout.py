@@ -274,12 +274,11 @@ class Rollouts:
         while steps_all_ranks < min_steps:
             seeds = self.group_stream.integers(EVAL_SEED_BASE, size=groups_per_round).tolist()
             first = rounds * n * world.size + world.rank * n  # global id of this rank's first environment
-            env_ids = [first + i for i in range(n)]
-            group_ids = [rounds * groups_per_round + (world.rank * n + i) // group_size for i in range(n)]
-            games = Lockstep(self.envs, [[seeds[(world.rank * n + i) // group_size]] for i in range(n)])
+            slots = [(world.rank * n + i) // group_size for i in range(n)]  # each environment's group this round
+            games = Lockstep(self.envs, [[seeds[slot]] for slot in slots])
             taken = 0
             while world.any(bool(games.active)) if policy.sharded else games.active:
-                active, current = games.active, games.states()
+                current = games.states()
                 prompts = [self.task.prompt(info, cot=self.cot) for _, info in current]
                 started = time.perf_counter()
                 batch = (
@@ -296,11 +295,10 @@ class Rollouts:
                 seconds += time.perf_counter() - started
                 tokens += sum(len(s.response_ids) for s in batch)
                 samples.extend(batch)
-                for i, (obs, _), prompt in zip(active, current, prompts, strict=True):
-                    episode.append(env_ids[i])
-                    group.append(group_ids[i])
-                    state.append(state_key(obs, prompt))
-                for step in games.step([sample.text for sample in batch]):
+                for step, prompt in zip(games.step([sample.text for sample in batch]), prompts, strict=True):
+                    episode.append(first + step.index)
+                    group.append(rounds * groups_per_round + slots[step.index])
+                    state.append(state_key(step.observation, prompt))
                     rewards.append(step.reward)
                     invalid.append(step.invalid)
                     actions.append(self.action_name(step))

@@ -179,6 +179,8 @@ class MetricsLogger:
         self._closed = True
         for sink in self._sinks:
             sink.close(self._records)
+        if self._samples is not None:
+            self._samples.close()
 
     def __enter__(self) -> MetricsLogger:
         return self

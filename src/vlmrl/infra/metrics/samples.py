@@ -8,7 +8,6 @@ run drops the lines of updates after its checkpoint, as `metrics.jsonl` does.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,28 +15,32 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vlmrl.infra.files import atomic_write, atomic_write_text
-from vlmrl.infra.metrics.jsonl import read_metrics
+from vlmrl.infra.files import atomic_write
+from vlmrl.infra.metrics.jsonl import JsonlFile, read_metrics
 
 SAMPLES_FILE = "samples.jsonl"
 SAMPLES_FOLDER = "samples"
 
 
 class SamplesFile:
-    """Appends sampled steps to `samples.jsonl`, their images to `samples/`."""
+    """Appends sampled steps to `samples.jsonl` (through metrics.jsonl's own `JsonlFile`), their images
+    to `samples/`."""
 
     def __init__(self, run_dir: Path, resume: bool) -> None:
         self.path = run_dir / SAMPLES_FILE
         self.folder = run_dir / SAMPLES_FOLDER
         self._rows = read_metrics(self.path) if resume else []
-        atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in self._rows))
+        self._file = JsonlFile(self.path, self._rows)
 
     def truncate_after(self, update: int) -> None:
         """Drop the steps of updates after `update` (the checkpoint a resume continues from)."""
         kept = [row for row in self._rows if row["update"] <= update]
         if len(kept) != len(self._rows):
             self._rows = kept
-            atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
+            self._file.rewrite(kept)
+
+    def close(self) -> None:
+        self._file.close(self._rows)
 
     def write(self, update: int, env_steps: int, steps: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Write `steps` (each with an `image` array); returns the rows as written (`image`: a relative path)."""
@@ -47,10 +50,10 @@ class SamplesFile:
             name = f"{SAMPLES_FOLDER}/u{update:05d}-{step['index']}.png"
             image = Image.fromarray(np.asarray(step["image"], dtype=np.uint8))
             atomic_write(self.path.parent / name, lambda temp, image=image: image.save(temp, format="PNG"))
-            rows.append({"update": update, "env_steps": env_steps, **step, "image": name})
-        self._rows.extend(rows)
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write("".join(json.dumps(row, allow_nan=False) + "\n" for row in rows))
+            row = {"update": update, "env_steps": env_steps, **step, "image": name}
+            self._rows.append(row)
+            self._file.write(row, self._rows)
+            rows.append(row)
         return rows
 
 
