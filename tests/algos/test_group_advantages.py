@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.testing import assert_close
 
-from vlmrl.algos.group_advantages import gigpo, grpo, relative_to_peers, returns_to_go
+from vlmrl.algos.group_advantages import gigpo, grpo, relative_to_peers, returns_to_go, tied_groups
 
 
 def t(*xs: float) -> torch.Tensor:
@@ -42,6 +42,16 @@ def test_grpo_with_four_episodes_uses_the_bessel_corrected_deviation():
 
 def test_a_group_of_one_episode_has_nothing_to_compare_with():
     assert_close(grpo(t(3.0, 4.0), ids(5, 5), ids(1, 1)), t(0.0, 0.0))
+
+
+def test_tied_groups_counts_the_groups_whose_episodes_all_returned_the_same():
+    # group 0: returns 1 and 0 (spread); group 1: returns 2 and 2 over different step counts (tied);
+    # group 2: one episode (nothing to compare, not counted)
+    rewards = t(0.0, 1.0, 0.0, 2.0, 1.0, 1.0, 5.0)
+    episode = ids(0, 0, 1, 2, 3, 3, 4)
+    group = ids(0, 0, 0, 1, 1, 1, 2)
+    assert tied_groups(rewards, episode, group) == (2, 1)
+    assert tied_groups(t(), ids(), ids()) == (0, 0)
 
 
 def test_returns_to_go_discount_to_each_episodes_end():
@@ -136,3 +146,18 @@ def test_grpo_advantages_of_each_groups_episodes_sum_to_zero(data):
         per_episode[e] = (g, a)  # every step of an episode carries the same advantage
     for g in set(group.tolist()):
         assert abs(sum(a for gg, a in per_episode.values() if gg == g)) < 1e-3
+
+
+@settings(max_examples=200, deadline=None)
+@given(groups_of_episodes())
+def test_a_group_is_tied_exactly_when_its_returns_are_equal(data):
+    rewards, episode, group = data
+    members: dict[int, set[int]] = {}
+    for e, g in zip(episode.tolist(), group.tolist(), strict=True):
+        members.setdefault(g, set()).add(e)
+    returns = {e: float(rewards[episode == e].double().sum()) for e in set(episode.tolist())}
+    spreads = [max(returns[e] for e in es) - min(returns[e] for e in es) for es in members.values() if len(es) >= 2]
+    compared, tied = tied_groups(rewards, episode, group)
+    assert compared == len(spreads)
+    # equal returns are tied, clearly different ones are not (between lies float32 rounding)
+    assert sum(spread == 0 for spread in spreads) <= tied <= sum(spread < 1e-3 for spread in spreads)

@@ -38,6 +38,7 @@ def test_group_advantages_train_the_policy_and_leave_the_value_head_alone(advant
         assert row["env_steps"] >= 8 * update
         assert "losses/value_loss" not in row and "losses/explained_variance" not in row
         assert 0 < row["charts/cot_diversity"] <= 1 and row["charts/episodes_finished"] % 4 == 0
+        assert 0 <= row["charts/tied_groups"] <= 1
     torch.manual_seed(config.seed)  # the value head a run starts from
     fresh = build_policy(config)
     trained = load_checkpoint(latest_checkpoint(run_dir)).tensors

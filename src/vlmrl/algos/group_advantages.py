@@ -67,6 +67,20 @@ def grpo(rewards: Tensor, episode: Tensor, group: Tensor, scale: bool = True) ->
     return relative_to_peers(totals, group_of, scale)[inverse]
 
 
+def tied_groups(rewards: Tensor, episode: Tensor, group: Tensor) -> tuple[int, int]:
+    """How many groups hold two or more episodes, and in how many of them every episode returned the
+    same: GRPO gives all their steps an advantage of 0, so they teach nothing. Watching this share
+    shows when the sampling temperature leaves too little spread within a group."""
+    _check(rewards, episode=episode, group=group)
+    totals, inverse = episode_returns(rewards, episode)
+    group_of = torch.zeros(len(totals), dtype=torch.long).scatter_(0, inverse, group.long())
+    _, which, counts = torch.unique(group_of, return_inverse=True, return_counts=True)
+    highest = torch.full((len(counts),), -torch.inf).scatter_reduce(0, which, totals, "amax")
+    lowest = torch.full((len(counts),), torch.inf).scatter_reduce(0, which, totals, "amin")
+    compared = counts >= 2
+    return int(compared.sum()), int((compared & (highest - lowest <= 1e-6)).sum())
+
+
 def gigpo(
     rewards: Tensor,
     episode: Tensor,

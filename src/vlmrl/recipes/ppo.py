@@ -35,7 +35,7 @@ from pydantic import Field, ValidationError
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from vlmrl.algos.advantages import gae, normalize
-from vlmrl.algos.group_advantages import gigpo, grpo
+from vlmrl.algos.group_advantages import gigpo, grpo, tied_groups
 from vlmrl.algos.ppo import kl_to_reference, minibatch_indices, ppo_losses
 from vlmrl.evaluation.evaluate import EvalResult, play_policy, summarize
 from vlmrl.games import get_task
@@ -281,19 +281,32 @@ def epoch_minibatches(run: Run, samples: int) -> tuple[list[torch.Tensor], list[
     return [b if len(b) else order[:1] for b in batches], weights
 
 
+def every_ranks_steps(run: Run, buffer: GroupBuffer) -> tuple[list[torch.Tensor], int]:
+    """The update's rewards, episodes, groups and state keys over every rank (a group's episodes may be
+    dealt on several), and where this rank's steps start among them."""
+    parts = [(buffer.rewards, buffer.episode, buffer.group, buffer.state)]
+    if run.world.distributed:
+        parts = run.world.gather(parts[0])
+    start = sum(len(part[0]) for part in parts[: run.world.rank])
+    return [torch.cat([part[k] for part in parts]) for k in range(4)], start
+
+
 def group_advantages(run: Run, buffer: GroupBuffer) -> torch.Tensor:
     """GRPO's or GiGPO's advantage of each of this rank's steps, its groups compared over every rank."""
-    config, world = run.config, run.world
-    parts = [(buffer.rewards, buffer.episode, buffer.group, buffer.state)]
-    if world.distributed:
-        parts = world.gather(parts[0])
-    rewards, episode, group, state = (torch.cat([part[k] for part in parts]) for k in range(4))
+    config = run.config
+    (rewards, episode, group, state), start = every_ranks_steps(run, buffer)
     if config.advantage == "grpo":
         advantages = grpo(rewards, episode, group, config.group_std)
     else:
         advantages = gigpo(rewards, episode, group, state, config.gamma, config.gigpo_step_weight, config.group_std)
-    start = sum(len(part[0]) for part in parts[: world.rank])
     return advantages[start : start + len(buffer.rewards)]
+
+
+def group_stats(run: Run, buffer: GroupBuffer) -> dict[str, float]:
+    """The share of groups whose episodes all returned the same (no signal for GRPO's term), over every rank."""
+    (rewards, episode, group, _), _ = every_ranks_steps(run, buffer)
+    compared, tied = tied_groups(rewards, episode, group)
+    return {"charts/tied_groups": tied / compared if compared else 0.0}
 
 
 def evaluate_heldout(
@@ -580,6 +593,8 @@ def train_loop(run: Run, resumed: bool, stop_after: int | None) -> Path:
                 run.update += 1
                 stats.update(run.window.summary())
                 stats.update(rollout_stats(run, buffer, len(finished)))
+                if config.grouped:
+                    stats.update(group_stats(run, buffer))
                 stats["charts/learning_rate"] = run.scheduler.get_last_lr()[0]
                 stats["charts/SPS"] = (run.env_steps - steps_before) / (time.perf_counter() - started)
                 stats["world_size"] = world.size
