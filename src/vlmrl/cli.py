@@ -649,6 +649,13 @@ def command_bench_strategy(args: argparse.Namespace) -> None:
             texts.append(f"[{colour}]{letter} {cell.hit_rate:.0%}[/{colour}]")
         table.add_row(hand, *texts)
     stdout_console().print(table)
+    if cot:
+        when_read = chart.optimal_when_read
+        print(
+            f"perception: {chart.reading:.0%} of answers state the hand's total and the dealer's card right; "
+            "reasoning: "
+            + (f"{when_read:.0%} of those take the optimal action" if when_read is not None else "none read right")
+        )
 
 
 def command_bench_learn(args: argparse.Namespace) -> None:

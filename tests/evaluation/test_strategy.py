@@ -6,8 +6,17 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from vlmrl.evaluation.strategy import HARD_TOTALS, SOFT_TOTALS, UPCARDS, blackjack_chart, two_cards
+from vlmrl.evaluation.strategy import (
+    HARD_TOTALS,
+    SOFT_TOTALS,
+    UPCARDS,
+    blackjack_chart,
+    read_from_thoughts,
+    two_cards,
+)
 from vlmrl.games.blackjack import total_of
 from vlmrl.games.cards import Card
 from vlmrl.games.parsing import format_answer
@@ -56,7 +65,47 @@ def test_cells_count_invalid_answers_and_mixed_decisions():
         "hit_rate": pytest.approx(2 / 3),
         "optimal": "hit",
         "invalid": 1,
+        "read": 0,
+        "read_and_optimal": 0,
     }
+    assert chart.reading == 0 and chart.optimal_when_read is None
+
+
+def test_the_thoughts_tell_whether_the_hand_and_the_dealers_card_were_read_right():
+    """A policy that reads every hand right but the dealer's card only on even prompts, and always stands."""
+    from vlmrl.evaluation.strategy import two_cards as cards_of
+
+    rows = [("hard", t) for t in HARD_TOTALS] + [("soft", t) for t in SOFT_TOTALS]
+    samples = 2
+
+    def rule(k):
+        kind, total = rows[k // (samples * len(UPCARDS))]
+        upcard = UPCARDS[k // samples % len(UPCARDS)] if k % 2 == 0 else "K"
+        thoughts = f"My cards are {', '.join(cards_of(kind, total))}, a total of {total}. The dealer shows {upcard}."
+        return format_answer({"thoughts": thoughts, "action": "stand"})
+
+    chart = blackjack_chart(AnswersBy(rule), temperature=1.0, samples=samples)
+    assert chart.reading == pytest.approx(0.5)
+    assert all(cell.read == 1 and cell.read_and_optimal == (cell.optimal == "stand") for cell in chart.cells)
+    stand_cells = sum(cell.optimal == "stand" for cell in chart.cells)
+    assert chart.optimal_when_read == pytest.approx(stand_cells / len(chart.cells))
+
+
+def test_reading_takes_the_first_total_and_up_card_the_thoughts_state():
+    assert read_from_thoughts("My cards are A, 6, a total of 17 (soft). The dealer shows 10.") == (17, "10")
+    assert read_from_thoughts("a total of 9, no: a total of 19; dealer shows Q") == (9, "Q")
+    assert read_from_thoughts("I stand.") == (None, None)
+    assert read_from_thoughts("a total of 123, dealer shows 1") == (None, None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.text(alphabet=" ,.;:!?abc\n"), st.integers(4, 21), st.sampled_from([*UPCARDS, "J", "Q", "K"]))
+def test_reading_any_text_never_fails_and_finds_the_stated_total_and_card(text, gap, total, upcard):
+    found_total, found_upcard = read_from_thoughts(text)
+    assert found_total is None or 0 <= found_total <= 99
+    assert found_upcard is None or found_upcard in {*UPCARDS, "J", "Q", "K"}
+    stated = f"a total of {total}.{gap}The dealer shows {upcard}.{gap}{text}"
+    assert read_from_thoughts(stated) == (total, upcard)
 
 
 def test_the_command_prints_the_chart_of_a_model_folder_as_json(tiny_llava, monkeypatch, capsys):

@@ -7,10 +7,16 @@ for each player hand (hard totals, and soft ones with an ace counted 11) against
 card, a two-card hand of that kind is dealt, drawn and prompted as in play, and the policy's
 sampled answers say how often it hits. The optimal action is the one that wins more often, from
 the exact win probabilities of `vlmrl.games.blackjack` (the expert's).
+
+With a chain of thought the chart also separates perception from reasoning: the warm-up teaches
+thoughts that open with what the image shows ("My cards are 10, 2, a total of 12. The dealer
+shows 5."), so each answer's thoughts say whether it read the hand and the dealer's card right,
+and among the answers that did, how often the action was the optimal one.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +44,10 @@ class Cell:
     """Share of valid answers that hit (None: no answer was valid)."""
     optimal: str
     invalid: int
+    read: int = 0
+    """Answers whose thoughts state the hand's total and the dealer's up card right."""
+    read_and_optimal: int = 0
+    """Of those, the answers whose action is the optimal one."""
 
     @property
     def agrees(self) -> bool | None:
@@ -57,13 +67,37 @@ class Chart:
         decided = [c.agrees for c in self.cells if c.agrees is not None]
         return sum(decided) / len(decided) if decided else 0.0
 
+    @property
+    def reading(self) -> float:
+        """Share of all answers whose thoughts read the hand and the dealer's card right (perception)."""
+        return sum(c.read for c in self.cells) / (self.samples * len(self.cells)) if self.cells else 0.0
+
+    @property
+    def optimal_when_read(self) -> float | None:
+        """Share of the answers that read right whose action is optimal (reasoning); None: none read right."""
+        read = sum(c.read for c in self.cells)
+        return sum(c.read_and_optimal for c in self.cells) / read if read else None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "samples": self.samples,
             "temperature": self.temperature,
             "agreement": self.agreement,
+            "reading": self.reading,
+            "optimal_when_read": self.optimal_when_read,
             "cells": [asdict(c) for c in self.cells],
         }
+
+
+_TOTAL = re.compile(r"\btotal of (\d{1,2})\b")
+_UPCARD = re.compile(r"\bdealer shows (10|[2-9AJQK])\b")
+
+
+def read_from_thoughts(text: str) -> tuple[int | None, str | None]:
+    """The player's total and the dealer's up card that an answer's thoughts state, in the warm-up's
+    words (the first of each; None where it states none)."""
+    total, upcard = _TOTAL.search(text), _UPCARD.search(text)
+    return (int(total.group(1)) if total else None), (upcard.group(1) if upcard else None)
 
 
 def two_cards(kind: str, total: int) -> list[str]:
@@ -100,9 +134,14 @@ def blackjack_chart(
             row.append((upcard, info, task.action_names[optimal]))
         answers = policy.generate(images, prompts, temperature=temperature, max_new_tokens=max_new_tokens)
         for k, (upcard, info, optimal) in enumerate(row):
-            parsed = [task.parse(a.text, info) for a in answers[k * samples : (k + 1) * samples]]
-            valid = [p.action for p in parsed if p.action is not None]
+            texts = [a.text for a in answers[k * samples : (k + 1) * samples]]
+            actions = [task.parse(text, info).action for text in texts]
+            valid = [a for a in actions if a is not None]
             hit_rate = sum(a == HIT for a in valid) / len(valid) if valid else None
-            cells.append(Cell(f"{kind} {total}", upcard, cards, hit_rate, optimal, samples - len(valid)))
+            read = [a for text, a in zip(texts, actions, strict=True) if read_from_thoughts(text) == (total, upcard)]
+            right = sum(a is not None and task.action_names[a] == optimal for a in read)
+            cells.append(
+                Cell(f"{kind} {total}", upcard, cards, hit_rate, optimal, samples - len(valid), len(read), right)
+            )
     env.close()
     return Chart(cells, samples, temperature)
