@@ -265,7 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
         "samples the policy's answers there and prints how often it hits; each cell is marked with the optimal "
         "action (H/S, from the exact win probabilities) and coloured by whether the policy's usual action is it.",
     )
-    strategy.add_argument("--run", required=True, help="a `vlmrl train` run (its newest checkpoint) or a model folder")
+    strategy.add_argument(
+        "--run",
+        required=True,
+        help="a `vlmrl train` run (its newest checkpoint), a `vlmrl sft` run (its model, prompted with or without "
+        "thoughts as it was trained) or a model folder",
+    )
     strategy.add_argument("--samples", type=positive_int, default=8, help="answers sampled per cell (default: 8)")
     strategy.add_argument(
         "--temperature", type=float, help="sampling temperature (default: the run's evaluation temperature, else 1.0)"
@@ -621,6 +626,14 @@ def command_bench_strategy(args: argparse.Namespace) -> None:
         if config.env != "blackjack":
             raise UsageError(f"{args.run!r} trained {config.env}; the strategy chart is Blackjack's")
         temperature, cot, max_new_tokens = config.heldout_temperature, config.cot, config.max_new_tokens
+    elif (run / "config.yaml").is_file() and (run / "model" / "config.json").is_file():  # a `vlmrl sft` run
+        from vlmrl.recipes.config import load_sft_config
+
+        config = load_sft_config(run / "config.yaml")
+        if config.env != "blackjack":
+            raise UsageError(f"{args.run!r} warmed up on {config.env}; the strategy chart is Blackjack's")
+        policy = load_policy(run / "model")
+        temperature, cot, max_new_tokens = 1.0, config.cot, 96
     else:
         policy = load_policy(run / "model" if (run / "model" / "config.json").is_file() else run)
         temperature, cot, max_new_tokens = 1.0, True, 96

@@ -130,3 +130,33 @@ def test_the_command_prints_the_chart_of_a_model_folder_as_json(tiny_llava, monk
     assert main(["bench", "strategy", "--run", str(tiny_llava), "--samples", "2"]) == 0
     table = capsys.readouterr().out
     assert "hard 16" in table and "S 0%" in table
+
+
+@pytest.mark.parametrize(("env", "refused"), [("blackjack", False), ("numberline", True)])
+def test_an_sft_run_is_charted_with_the_prompt_it_was_trained_on(
+    env, refused, tiny_llava, tmp_path, monkeypatch, capsys
+):
+    import json
+    import shutil
+
+    import vlmrl.evaluation.strategy as strategy
+    from vlmrl.cli import main
+    from vlmrl.infra.typed_config import save_config
+    from vlmrl.recipes.config import load_sft_config
+
+    run = tmp_path / "sft"
+    shutil.copytree(tiny_llava, run / "model")
+    save_config(load_sft_config(env=env, overrides=["cot=false"]), run / "config.yaml")
+    asked = {}
+
+    def chart(policy, temperature, samples, max_new_tokens, cot):
+        asked.update(cot=cot)
+        return blackjack_chart(AnswersBy(lambda k: format_answer({"action": "hit"})), temperature, samples)
+
+    monkeypatch.setattr(strategy, "blackjack_chart", chart)
+    code = main(["bench", "strategy", "--run", str(run), "--samples", "1", "--json"])
+    out, err = capsys.readouterr()
+    if refused:
+        assert code != 0 and "warmed up on numberline" in err and not asked
+    else:
+        assert code == 0 and asked == {"cot": False} and json.loads(out)["reading"] == 0
