@@ -607,7 +607,7 @@ def ablation_table(summary: dict) -> Table:
         )
 
     for name, row in summary["warmups"].items():
-        add(f"after SFT ({name})", row)
+        add(f"the start ({summary['init']})" if name == "init" else f"after SFT ({name})", row)
     for row in summary["runs"]:
         add(f"{summary['vary']}={row['value']}", row)
     if summary.get("paper_rl4vlm") is not None:

@@ -29,7 +29,9 @@ def test_each_value_trains_from_the_same_start_and_is_judged_on_the_validation_d
     argv = ["bench", "ablation", "--env", "numberline", "--vary", "cot_lambda=0,1", "--init", str(tiny_llava)]
     assert main([*argv, "--episodes", "2", "--seeds", "validation", "--out", str(out), "--json", *RL]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["vary"] == "cot_lambda" and summary["warmups"] == {}
+    assert summary["vary"] == "cot_lambda" and list(summary["warmups"]) == ["init"]
+    start = summary["warmups"]["init"]  # the shared start, judged on the same deals as the runs
+    assert start["episodes"] == 2 and start["seconds"] == 0 and 0 <= start["success_rate"] <= 1
     assert summary["eval_seeds"] == [VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + 1]
     assert [row["value"] for row in summary["runs"]] == ["0", "1"]
     for row, value in zip(summary["runs"], (0.0, 1.0), strict=True):

@@ -29,7 +29,7 @@ from vlmrl.infra.seeds import HELDOUT_SEEDS
 from vlmrl.policy import load_policy
 from vlmrl.recipes.config import SFTConfig, TrainConfig, load_config, load_sft_config
 from vlmrl.recipes.learn import build_demo_model, evaluate_stage, quiet
-from vlmrl.recipes.ppo import PAPER_RESULTS, train, trained_policy
+from vlmrl.recipes.ppo import PAPER_RESULTS, build_policy, train, trained_policy
 from vlmrl.recipes.sft import sft
 
 WARMUP_KEYS = ("cot",)
@@ -129,6 +129,11 @@ def _run(
         log(f"evaluating {name} on {episodes} {seeds} deals")
         stage = evaluate_stage(name, load_policy(folder / "model"), evaluated_as, episodes, seconds, world)
         warmup_rows[name] = stage.as_dict()
+    if init is not None:  # the start every run shares, judged as they are: the baseline of the table
+        first = runs[0][2]
+        log(f"evaluating the start {init} on {episodes} {seeds} deals")
+        stage = evaluate_stage("init", build_policy(first, world).eval(), first, episodes, 0.0, world)
+        warmup_rows["init"] = stage.as_dict()
     rows = []
     for value, warmup, config in runs:
         log(f"PPO with {key}={value}: {config.total_steps} env steps")
