@@ -626,17 +626,17 @@ def command_bench_strategy(args: argparse.Namespace) -> None:
         if config.env != "blackjack":
             raise UsageError(f"{args.run!r} trained {config.env}; the strategy chart is Blackjack's")
         temperature, cot, max_new_tokens = config.heldout_temperature, config.cot, config.max_new_tokens
-    elif (run / "config.yaml").is_file() and (run / "model" / "config.json").is_file():  # a `vlmrl sft` run
-        from vlmrl.recipes.config import load_sft_config
-
-        config = load_sft_config(run / "config.yaml")
-        if config.env != "blackjack":
-            raise UsageError(f"{args.run!r} warmed up on {config.env}; the strategy chart is Blackjack's")
-        policy = load_policy(run / "model")
-        temperature, cot, max_new_tokens = 1.0, config.cot, 96
     else:
-        policy = load_policy(run / "model" if (run / "model" / "config.json").is_file() else run)
+        model = run / "model" if (run / "model" / "config.json").is_file() else run
         temperature, cot, max_new_tokens = 1.0, True, 96
+        if model != run and (run / "config.yaml").is_file():  # a `vlmrl sft` run: prompted as it was trained
+            from vlmrl.recipes.config import load_sft_config
+
+            config = load_sft_config(run / "config.yaml")
+            if config.env != "blackjack":
+                raise UsageError(f"{args.run!r} warmed up on {config.env}; the strategy chart is Blackjack's")
+            cot = config.cot
+        policy = load_policy(model)
     if args.temperature is not None:
         temperature = args.temperature
     chart = blackjack_chart(policy.eval(), temperature, args.samples, max_new_tokens, cot)

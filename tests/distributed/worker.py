@@ -120,7 +120,7 @@ def group_step(model: str, out: Path, world: World) -> dict:
         invalid=buffer.invalid[mine],
         actions=[buffer.actions[k] for k in keep],
     )
-    advantages = group_advantages(run, part)
+    advantages, _ = group_advantages(run, part)
     stats = ppo_update(run, part, advantages, None)
     weights = trainable_tensors(run.policy)
     if world.is_main:

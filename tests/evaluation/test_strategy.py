@@ -73,15 +73,13 @@ def test_cells_count_invalid_answers_and_mixed_decisions():
 
 def test_the_thoughts_tell_whether_the_hand_and_the_dealers_card_were_read_right():
     """A policy that reads every hand right but the dealer's card only on even prompts, and always stands."""
-    from vlmrl.evaluation.strategy import two_cards as cards_of
-
     rows = [("hard", t) for t in HARD_TOTALS] + [("soft", t) for t in SOFT_TOTALS]
     samples = 2
 
     def rule(k):
         kind, total = rows[k // (samples * len(UPCARDS))]
         upcard = UPCARDS[k // samples % len(UPCARDS)] if k % 2 == 0 else "K"
-        thoughts = f"My cards are {', '.join(cards_of(kind, total))}, a total of {total}. The dealer shows {upcard}."
+        thoughts = f"My cards are {', '.join(two_cards(kind, total))}, a total of {total}. The dealer shows {upcard}."
         return format_answer({"thoughts": thoughts, "action": "stand"})
 
     chart = blackjack_chart(AnswersBy(rule), temperature=1.0, samples=samples)

@@ -281,32 +281,22 @@ def epoch_minibatches(run: Run, samples: int) -> tuple[list[torch.Tensor], list[
     return [b if len(b) else order[:1] for b in batches], weights
 
 
-def every_ranks_steps(run: Run, buffer: GroupBuffer) -> tuple[list[torch.Tensor], int]:
-    """The update's rewards, episodes, groups and state keys over every rank (a group's episodes may be
-    dealt on several), and where this rank's steps start among them."""
+def group_advantages(run: Run, buffer: GroupBuffer) -> tuple[torch.Tensor, dict[str, float]]:
+    """GRPO's or GiGPO's advantage of each of this rank's steps, its groups compared over every rank, and
+    the share of those groups whose episodes all returned the same (no signal for GRPO's term)."""
+    config, world = run.config, run.world
     parts = [(buffer.rewards, buffer.episode, buffer.group, buffer.state)]
-    if run.world.distributed:
-        parts = run.world.gather(parts[0])
-    start = sum(len(part[0]) for part in parts[: run.world.rank])
-    return [torch.cat([part[k] for part in parts]) for k in range(4)], start
-
-
-def group_advantages(run: Run, buffer: GroupBuffer) -> torch.Tensor:
-    """GRPO's or GiGPO's advantage of each of this rank's steps, its groups compared over every rank."""
-    config = run.config
-    (rewards, episode, group, state), start = every_ranks_steps(run, buffer)
+    if world.distributed:
+        parts = world.gather(parts[0])
+    rewards, episode, group, state = (torch.cat([part[k] for part in parts]) for k in range(4))
     if config.advantage == "grpo":
         advantages = grpo(rewards, episode, group, config.group_std)
     else:
         advantages = gigpo(rewards, episode, group, state, config.gamma, config.gigpo_step_weight, config.group_std)
-    return advantages[start : start + len(buffer.rewards)]
-
-
-def group_stats(run: Run, buffer: GroupBuffer) -> dict[str, float]:
-    """The share of groups whose episodes all returned the same (no signal for GRPO's term), over every rank."""
-    (rewards, episode, group, _), _ = every_ranks_steps(run, buffer)
     compared, tied = tied_groups(rewards, episode, group)
-    return {"charts/tied_groups": tied / compared if compared else 0.0}
+    start = sum(len(part[0]) for part in parts[: world.rank])
+    stats = {"charts/tied_groups": tied / compared if compared else 0.0}
+    return advantages[start : start + len(buffer.rewards)], stats
 
 
 def evaluate_heldout(
@@ -588,13 +578,12 @@ def train_loop(run: Run, resumed: bool, stop_after: int | None) -> Path:
                 started = time.perf_counter()
                 run.policy.eval()
                 steps_before = run.env_steps
-                buffer, advantages, returns, finished = collect_and_estimate(run)
+                buffer, advantages, returns, finished, estimated = collect_and_estimate(run)
                 stats = ppo_update(run, buffer, advantages, returns)
                 run.update += 1
                 stats.update(run.window.summary())
                 stats.update(rollout_stats(run, buffer, len(finished)))
-                if config.grouped:
-                    stats.update(group_stats(run, buffer))
+                stats.update(estimated)
                 stats["charts/learning_rate"] = run.scheduler.get_last_lr()[0]
                 stats["charts/SPS"] = (run.env_steps - steps_before) / (time.perf_counter() - started)
                 stats["world_size"] = world.size
@@ -617,9 +606,10 @@ def train_loop(run: Run, resumed: bool, stop_after: int | None) -> Path:
 
 def collect_and_estimate(
     run: Run,
-) -> tuple[RolloutBuffer | GroupBuffer, torch.Tensor, torch.Tensor | None, list]:
+) -> tuple[RolloutBuffer | GroupBuffer, torch.Tensor, torch.Tensor | None, list, dict[str, float]]:
     """Steps 1 and 2 of the loop: this update's experience (every rank's finished episodes go into
-    the success window) and its advantages, with the critic's targets (None without a critic)."""
+    the success window) and its advantages, with the critic's targets (None without a critic) and
+    what the estimate measured on the way (group advantages: the share of tied groups)."""
     config, world = run.config, run.world
     if config.grouped:
         buffer, finished = run.rollouts.collect_groups(
@@ -640,7 +630,8 @@ def collect_and_estimate(
     finished = [episode for part in world.gather(finished) for episode in part]
     run.window.extend(finished)
     if config.grouped:
-        return buffer, group_advantages(run, buffer), None, finished
+        advantages, estimated = group_advantages(run, buffer)
+        return buffer, advantages, None, finished, estimated
     advantages, returns = gae(
         buffer.rewards,
         buffer.values,
@@ -650,7 +641,7 @@ def collect_and_estimate(
         config.gamma,
         config.gae_lambda,
     )
-    return buffer, advantages, returns, finished
+    return buffer, advantages, returns, finished, {}
 
 
 def rollout_stats(run: Run, buffer: RolloutBuffer | GroupBuffer, finished: int) -> dict[str, float]:
