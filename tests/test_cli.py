@@ -59,6 +59,16 @@ def test_eval_of_several_games_prints_one_json_object_per_line(capsys):
     ]
 
 
+def test_always_stand_is_the_baseline_blackjack_policies_must_beat(capsys):
+    code, out, _ = run(
+        capsys, "eval", "--env", "blackjack", "--agent", "always:stand,expert", "--episodes", "400", "--json"
+    )
+    stand, expert = (json.loads(line) for line in out.splitlines())
+    assert code == 0 and stand["agent"] == "always:stand" and stand["mean_length"] == 1.0
+    assert stand["invalid_rate"] == 0.0 and 0.33 < stand["success_rate"] < 0.47  # about 40% of hands
+    assert expert["mean_length"] > 1.2 and expert["success_rate"] > stand["success_rate"]
+
+
 def test_eval_prints_a_table_with_the_ceiling(capsys):
     code, out, _ = run(capsys, "eval", "--env", "points24", "--episodes", "5")
     assert code == 0 and "ceiling" in out and "73.1%" in out
@@ -69,7 +79,14 @@ def test_eval_prints_a_table_with_the_ceiling(capsys):
     [
         (["eval", "--env", "chess"], "unknown game 'chess'; known games: numberline, ezpoints, points24, blackjack"),
         (["play", "--env", "go"], "unknown game 'go'"),
-        (["eval", "--env", "numberline", "--agent", "genius"], "unknown agent 'genius'; known agents: expert, random"),
+        (
+            ["eval", "--env", "numberline", "--agent", "genius"],
+            "unknown agent 'genius'; an agent is one of expert, random, always:ACTION or a `vlmrl train` run folder",
+        ),
+        (
+            ["eval", "--env", "blackjack", "--agent", "always:fold"],
+            "blackjack has no action 'fold'; its actions: stand, hit",
+        ),
         (["eval", "--env", "numberline", "--episodes", "0"], "expected a positive integer"),
         (["bench", "env", "--env", "poker"], "unknown game 'poker'"),
         (

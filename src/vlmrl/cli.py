@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--agent",
         default="expert",
-        help="expert (the optimal oracle), random, a comma-separated list, or all (default: expert)",
+        help="expert (the optimal oracle), random, always:ACTION (one action every step, e.g. always:stand), "
+        "a `vlmrl train` run folder (its newest checkpoint, sampled as the run evaluates), a comma-separated "
+        "list (every row plays the same deals), or all: expert and random (default: expert)",
     )
     ev.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default: 100)")
     ev.add_argument("--seed", type=seed_int, default=0, help="seed of the first episode (default: 0)")
@@ -134,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "agent's answer and the reward beside it.",
     )
     play.add_argument("--env", required=True, help=GAME_HELP)
-    play.add_argument("--agent", default="expert", help="expert or random (default: expert)")
+    play.add_argument("--agent", default="expert", help="expert, random or always:ACTION (default: expert)")
     play.add_argument("--seed", type=seed_int, default=0, help="seed of the episode's deal (default: 0)")
     play.add_argument(
         "--out",
@@ -367,21 +369,76 @@ def describe_kwargs(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value}" for key, value in kwargs.items())
 
 
+def eval_agents(text: str) -> list[str]:
+    """--agent: games-only agents by name (`all`: expert and random) and `vlmrl train` run folders;
+    anything else is one line listing what an agent can be."""
+    from vlmrl.evaluation.agents import AGENTS, is_agent_name
+
+    if text.strip().lower() == "all":
+        return ["expert", "random"]
+    agents = []
+    for entry in (entry.strip() for entry in text.split(",") if entry.strip()):
+        if is_agent_name(entry.lower()):
+            agents.append(entry.lower())
+        elif (Path(entry) / "config.yaml").is_file():
+            agents.append(entry)
+        else:
+            raise UsageError(
+                f"unknown agent {entry!r}; an agent is one of {', '.join(AGENTS)} or a `vlmrl train` run folder"
+            )
+    return agents
+
+
+def evaluate_run(run: str, env: str, args: argparse.Namespace, env_kwargs: dict[str, Any]):
+    """A trained run's policy (its newest checkpoint) on the eval's seeds, batched, sampled and prompted as the
+    run evaluates itself (its cot, evaluation temperature, top_p, answer length and invalid-answer rule,
+    unless --invalid-action says otherwise); the row is named by the run folder."""
+    import torch
+
+    from vlmrl.evaluation.evaluate import play_policy, summarize
+    from vlmrl.games import get_task
+    from vlmrl.recipes.config import load_config
+    from vlmrl.recipes.ppo import trained_policy
+
+    task = get_task(env)
+    trained_on = get_task(load_config(Path(run) / "config.yaml").env).name
+    if trained_on != task.name:
+        raise UsageError(f"run {run!r} was trained on {trained_on}, not {task.name}: use --env {trained_on}")
+    policy, config = trained_policy(run)
+    torch.manual_seed(args.seed)  # the samples, like the deals, are the seed's: the row is reproducible
+    episodes = play_policy(
+        policy,
+        task,
+        range(args.seed, args.seed + args.episodes),
+        cot=config.cot,
+        temperature=config.heldout_temperature,
+        top_p=config.top_p,
+        max_new_tokens=config.max_new_tokens,
+        invalid_action=args.invalid_action or config.invalid_action,
+        env_kwargs=env_kwargs,
+    )
+    return summarize(task, run, episodes)
+
+
 def command_eval(args: argparse.Namespace) -> None:
-    from vlmrl.evaluation.agents import AGENTS, make_agent
+    from vlmrl.evaluation.agents import is_agent_name, make_agent
     from vlmrl.evaluation.evaluate import evaluate
     from vlmrl.games import game_names, get_task
 
     games = [
         get_task(env).name for env in names_list(args.env, game_names(optional=True), "game", everything=game_names())
     ]
-    agents = names_list(args.agent, AGENTS, "agent")
+    agents = eval_agents(args.agent)
     env_kwargs = env_kwargs_of(args, games)
     runs = [(env, agent) for env in games for agent in agents]
     results = []
     with progress_bar("episodes", args.episodes * len(runs), sys.stderr.isatty()) as bar:
         job = bar.add_task("episodes", total=args.episodes * len(runs))
         for i, (env, agent) in enumerate(runs):
+            if not is_agent_name(agent):
+                results.append(evaluate_run(agent, env, args, env_kwargs))
+                bar.update(job, completed=(i + 1) * args.episodes)
+                continue
             results.append(
                 evaluate(
                     make_agent(agent, get_task(env), args.seed),

@@ -14,7 +14,7 @@ from vlmrl.infra.checkpoint import load_weights
 from vlmrl.policy import load_policy
 from vlmrl.policy.saving import trainable_tensors
 from vlmrl.recipes.learn import learn
-from vlmrl.recipes.ppo import trained_policy
+from vlmrl.recipes.ppo import evaluate_heldout, trained_policy
 
 SFT = ["episodes=4", "epochs=1", "batch_size=4", "eval_examples=2", "max_new_tokens=8", "tensorboard=false"]
 RL = [
@@ -96,3 +96,16 @@ def test_bench_learn_can_leave_out_the_untrained_row_and_play_the_original_rules
     assert "numberline (rules=rl4vlm): 2 held-out episodes" in learn_table(summary).title
     assert [stage["stage"] for stage in summary["stages"]] == ["sft", "rl"]
     assert summary["stages"][0]["episodes"] == 2
+
+
+def test_vlmrl_eval_scores_a_trained_run_as_the_run_evaluates_itself(pipeline, capsys):
+    out, _ = pipeline
+    argv = ["eval", "--env", "numberline", "--agent", f"expert,{out / 'rl'}", "--episodes", "3"]
+    assert main([*argv, "--seed", str(EVAL_SEED_BASE), "--json"]) == 0
+    expert, trained = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert expert["agent"] == "expert" and trained["agent"] == str(out / "rl") and trained["episodes"] == 3
+    policy, config = trained_policy(out / "rl")
+    torch.manual_seed(EVAL_SEED_BASE)
+    assert evaluate_heldout(policy, config, 3).as_dict() | {"agent": trained["agent"]} == trained
+    assert main(["eval", "--env", "blackjack", "--agent", str(out / "rl")]) == 2
+    assert "was trained on numberline, not blackjack: use --env numberline" in capsys.readouterr().err

@@ -72,7 +72,32 @@ class PolicyAgent:
         return sample.text
 
 
-AGENTS = ("expert", "random")
+class ConstantAgent:
+    """One action every step (`always:stand`): the baseline a learned policy must beat where a single
+    action is already a strong strategy (always standing wins about 40% of Blackjack hands)."""
+
+    def __init__(self, task: Task, action: str, cot: bool = True) -> None:
+        if action not in task.action_names:
+            raise UsageError(
+                f"agent always:{action}: {task.name} has no action {action!r}; "
+                f"its actions: {', '.join(task.action_names) or 'none fixed (they change every step)'}"
+            )
+        self.task, self.cot, self.action = task, cot, action
+        self.name = f"always:{action}"
+
+    def act(self, env: gym.Env, observation: np.ndarray, prompt: str) -> str:
+        legal = list(self.task.legal_actions_in(env))
+        if self.action not in legal:  # a game whose actions change by state; the card games' never do
+            raise UsageError(f"agent {self.name}: {self.action!r} is not legal here; legal: {', '.join(legal)}")
+        return self.task.answer(env, legal.index(self.action), self.cot)
+
+
+AGENTS = ("expert", "random", "always:ACTION")
+
+
+def is_agent_name(name: str) -> bool:
+    """Whether `name` names a games-only agent (`expert`, `random`, `always:<action>`)."""
+    return name in ("expert", "random") or (name.startswith("always:") and len(name) > len("always:"))
 
 
 def make_agent(name: str, task: Task, seed: int | None = None) -> Agent:
@@ -80,4 +105,6 @@ def make_agent(name: str, task: Task, seed: int | None = None) -> Agent:
         return ExpertAgent(task)
     if name == "random":
         return RandomAgent(task, seed)
+    if is_agent_name(name) and name.startswith("always:"):
+        return ConstantAgent(task, name.removeprefix("always:"))
     raise UsageError(f"unknown agent {name!r}; known agents: {', '.join(AGENTS)}")
