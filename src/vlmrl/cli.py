@@ -544,6 +544,16 @@ def command_sft(args: argparse.Namespace) -> None:
         f"{run_dir}/model written: {summary['examples']} examples, {summary['steps']} steps; held-out "
         f"valid answers {summary.get('sft/valid_rate', float('nan')):.0%}"
         + (f", fields read right {summary['sft/field_accuracy']:.0%}" if "sft/field_accuracy" in summary else "")
+        + (
+            f", every field right in {summary['sft/read_all_fields']:.0%} of answers"
+            + (
+                f" (the demonstrated action in {summary['sft/action_agreement_when_read']:.0%} of those)"
+                if "sft/action_agreement_when_read" in summary
+                else ""
+            )
+            if "sft/read_all_fields" in summary
+            else ""
+        )
     )
 
 

@@ -12,7 +12,7 @@ from vlmrl.games import get_task, make_env
 from vlmrl.policy import load_policy
 from vlmrl.recipes.config import load_sft_config
 from vlmrl.recipes.ppo import setup
-from vlmrl.recipes.sft import answer_loss, collect_demonstrations
+from vlmrl.recipes.sft import answer_loss, check_answers, collect_demonstrations
 
 GAMES = ["numberline", "ezpoints", "points24", "blackjack"]
 
@@ -34,6 +34,34 @@ def test_demonstrations_parse_to_the_behaviour_action_and_describe_the_image(gam
     for demo in first:
         assert (observation == demo.image).all()
         observation, *_ = replay.step(demo.action)
+
+
+class Scripted:
+    """A stand-in policy whose greedy answers are given: what check_answers scores is then known."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = answers
+
+    def generate(self, images, prompts, **sampling):
+        return [type("Sample", (), {"text": text}) for text in self.answers]
+
+
+def test_the_answer_check_tells_a_wrong_reading_from_a_wrong_decision():
+    task = get_task("ezpoints")
+    demos = collect_demonstrations(task, "expert", episodes=2, seed=1)[:4]
+    wrong_card = dict(json.loads(demos[1].answer), cards=[99, 99])
+    other = next(a for a in task.action_names if a != task.action_names[demos[2].action])
+    wrong_action = dict(json.loads(demos[2].answer), action=other)
+    answers = [demos[0].answer, json.dumps(wrong_card), json.dumps(wrong_action), "no answer"]
+    scores = check_answers(Scripted(answers), task, demos, max_new_tokens=8)
+    assert scores["sft/valid_rate"] == 3 / 4 and scores["sft/action_agreement"] == 2 / 4
+    assert scores["sft/field_accuracy"] == 5 / 8  # two fields per answer: the cards and the formula
+    assert scores["sft/read_all_fields"] == 2 / 4  # the first and the third read everything right
+    assert scores["sft/action_agreement_when_read"] == 1 / 2  # of those, the third chose another element
+    blackjack = get_task("blackjack")
+    hands = collect_demonstrations(blackjack, "expert", episodes=2, seed=1, cot=False)
+    no_fields = check_answers(Scripted([d.answer for d in hands]), blackjack, hands, max_new_tokens=8)
+    assert no_fields == {"sft/valid_rate": 1.0, "sft/action_agreement": 1.0}  # nothing to read: no perception keys
 
 
 def test_random_demonstrations_take_non_expert_actions_but_expert_ones_never_do():

@@ -160,27 +160,34 @@ def check_answers(
     max_new_tokens: int,
 ) -> dict[str, float]:
     """Greedy answers to held-out prompts: how many parse, how many fields read the image right,
-    how many take the demonstrated action."""
+    how many take the demonstrated action, and, to tell perception from reasoning, how many read every
+    field right and how often those take the demonstrated action."""
     samples = policy.generate(
         [d.image for d in demonstrations],
         [d.prompt for d in demonstrations],
         temperature=0.0,
         max_new_tokens=max_new_tokens,
     )
-    valid = fields_right = fields_total = same_action = 0
+    valid = fields_right = fields_total = same_action = read = same_action_read = 0
     for demo, sample in zip(demonstrations, samples, strict=True):
         parsed = task.parse(sample.text, demo.info)
         valid += parsed.valid
         same_action += parsed.action == demo.action
         objects = [o for o in json_objects(sample.text) if isinstance(o, dict)]
         answer = objects[-1] if objects else {}
-        for key, value in demo.truth.items():
-            fields_total += 1
-            fields_right += answer.get(key) == value
+        right = [answer.get(key) == value for key, value in demo.truth.items()]
+        fields_total += len(right)
+        fields_right += sum(right)
+        if right and all(right):
+            read += 1
+            same_action_read += parsed.action == demo.action
     n = len(demonstrations)
     scores = {"sft/valid_rate": valid / n, "sft/action_agreement": same_action / n}
     if fields_total:  # a game whose answer has no perception fields (Blackjack) reports none, not 0%
         scores["sft/field_accuracy"] = fields_right / fields_total
+        scores["sft/read_all_fields"] = read / n
+        if read:  # the decision given a right reading: reasoning, with perception taken out
+            scores["sft/action_agreement_when_read"] = same_action_read / read
     return scores
 
 

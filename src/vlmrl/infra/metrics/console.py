@@ -20,6 +20,7 @@ CONSOLE_METRICS = (
     ("loss", "sft/loss"),
     ("valid", "sft/valid_rate"),
     ("fields", "sft/field_accuracy"),
+    ("read", "sft/read_all_fields"),
 )
 
 
