@@ -81,7 +81,8 @@ def test_eval_prints_a_table_with_the_ceiling(capsys):
         (["play", "--env", "go"], "unknown game 'go'"),
         (
             ["eval", "--env", "numberline", "--agent", "genius"],
-            "unknown agent 'genius'; an agent is one of expert, random, always:ACTION or a `vlmrl train` run folder",
+            "unknown agent 'genius'; an agent is one of expert, random, always:ACTION or a run folder of vlmrl "
+            "train or sft",
         ),
         (
             ["eval", "--env", "blackjack", "--agent", "always:fold"],

@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--agent",
         default="expert",
         help="expert (the optimal oracle), random, always:ACTION (one action every step, e.g. always:stand), "
-        "a `vlmrl train` run folder (its newest checkpoint, sampled as the run evaluates), a comma-separated "
+        "a `vlmrl train` run folder (its newest checkpoint, sampled as the run evaluates) or a `vlmrl sft` one "
+        "(its model, sampled as the game's PPO preset evaluates), a comma-separated "
         "list (every row plays the same deals), or all: expert and random (default: expert)",
     )
     ev.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default: 100)")
@@ -384,27 +385,27 @@ def eval_agents(text: str) -> list[str]:
             agents.append(entry)
         else:
             raise UsageError(
-                f"unknown agent {entry!r}; an agent is one of {', '.join(AGENTS)} or a `vlmrl train` run folder"
+                f"unknown agent {entry!r}; an agent is one of {', '.join(AGENTS)} or a run folder of vlmrl train or sft"
             )
     return agents
 
 
 def evaluate_run(run: str, env: str, args: argparse.Namespace, env_kwargs: dict[str, Any]):
-    """A trained run's policy (its newest checkpoint) on the eval's seeds, batched, sampled and prompted as the
-    run evaluates itself (its cot, evaluation temperature, top_p, answer length and invalid-answer rule,
-    unless --invalid-action says otherwise); the row is named by the run folder."""
+    """A run's policy (a train run's newest checkpoint, an SFT run's model) on the eval's seeds, batched,
+    prompted and sampled as the run is evaluated (its cot, evaluation temperature, top_p, answer length and
+    invalid-answer rule, unless --invalid-action says otherwise; an SFT run: its game's PPO preset's), the row
+    named by the run folder."""
     import torch
 
     from vlmrl.evaluation.evaluate import play_policy, summarize
     from vlmrl.games import get_task
-    from vlmrl.recipes.config import load_config
-    from vlmrl.recipes.ppo import trained_policy
+    from vlmrl.recipes.ppo import run_policy
 
     task = get_task(env)
-    trained_on = get_task(load_config(Path(run) / "config.yaml").env).name
+    policy, config = run_policy(run)
+    trained_on = get_task(config.env).name
     if trained_on != task.name:
         raise UsageError(f"run {run!r} was trained on {trained_on}, not {task.name}: use --env {trained_on}")
-    policy, config = trained_policy(run)
     torch.manual_seed(args.seed)  # the samples, like the deals, are the seed's: the row is reproducible
     episodes = play_policy(
         policy,
@@ -685,25 +686,17 @@ def ablation_table(summary: dict) -> Table:
 def command_bench_strategy(args: argparse.Namespace) -> None:
     from vlmrl.evaluation.strategy import UPCARDS, blackjack_chart
     from vlmrl.policy import load_policy
-    from vlmrl.recipes.ppo import trained_policy
+    from vlmrl.recipes.ppo import run_policy
 
     run = Path(args.run)
-    if (run / "config.yaml").is_file() and (run / "checkpoints").is_dir():
-        policy, config = trained_policy(run)
+    if (run / "config.yaml").is_file():  # a train or SFT run: prompted and sampled as it is evaluated
+        policy, config = run_policy(run)
         if config.env != "blackjack":
-            raise UsageError(f"{args.run!r} trained {config.env}; the strategy chart is Blackjack's")
+            raise UsageError(f"{args.run!r} is a {config.env} run; the strategy chart is Blackjack's")
         temperature, cot, max_new_tokens = config.heldout_temperature, config.cot, config.max_new_tokens
     else:
-        model = run / "model" if (run / "model" / "config.json").is_file() else run
         temperature, cot, max_new_tokens = 1.0, True, 96
-        if model != run and (run / "config.yaml").is_file():  # a `vlmrl sft` run: prompted as it was trained
-            from vlmrl.recipes.config import load_sft_config
-
-            config = load_sft_config(run / "config.yaml")
-            if config.env != "blackjack":
-                raise UsageError(f"{args.run!r} warmed up on {config.env}; the strategy chart is Blackjack's")
-            cot = config.cot
-        policy = load_policy(model)
+        policy = load_policy(run / "model" if (run / "model" / "config.json").is_file() else run)
     if args.temperature is not None:
         temperature = args.temperature
     chart = blackjack_chart(policy.eval(), temperature, args.samples, max_new_tokens, cot)

@@ -155,6 +155,6 @@ def test_an_sft_run_is_charted_with_the_prompt_it_was_trained_on(
     code = main(["bench", "strategy", "--run", str(run), "--samples", "1", "--json"])
     out, err = capsys.readouterr()
     if refused:
-        assert code != 0 and "warmed up on numberline" in err and not asked
+        assert code != 0 and "is a numberline run" in err and not asked
     else:
         assert code == 0 and asked == {"cot": False} and json.loads(out)["reading"] == 0

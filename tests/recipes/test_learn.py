@@ -13,6 +13,7 @@ from vlmrl.games import EVAL_SEED_BASE, get_task, make_env
 from vlmrl.infra.checkpoint import load_weights
 from vlmrl.policy import load_policy
 from vlmrl.policy.saving import trainable_tensors
+from vlmrl.recipes.config import load_config
 from vlmrl.recipes.learn import learn
 from vlmrl.recipes.ppo import evaluate_heldout, trained_policy
 
@@ -109,3 +110,13 @@ def test_vlmrl_eval_scores_a_trained_run_as_the_run_evaluates_itself(pipeline, c
     assert evaluate_heldout(policy, config, 3).as_dict() | {"agent": trained["agent"]} == trained
     assert main(["eval", "--env", "blackjack", "--agent", str(out / "rl")]) == 2
     assert "was trained on numberline, not blackjack: use --env numberline" in capsys.readouterr().err
+
+
+def test_vlmrl_eval_scores_an_sft_run_as_bench_learn_judges_its_warm_up(pipeline, capsys):
+    out, _ = pipeline
+    argv = ["eval", "--env", "numberline", "--agent", str(out / "sft"), "--episodes", "3", "--json"]
+    assert main([*argv, "--seed", str(EVAL_SEED_BASE)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    torch.manual_seed(EVAL_SEED_BASE)
+    expected = evaluate_heldout(load_policy(out / "sft" / "model").eval(), load_config(env="numberline"), 3)
+    assert expected.as_dict() | {"agent": str(out / "sft")} == row

@@ -56,7 +56,7 @@ from vlmrl.infra.seeds import HELDOUT_SEEDS
 from vlmrl.infra.typed_config import save_config
 from vlmrl.policy import LoraSettings, Policy, load_policy
 from vlmrl.policy.saving import is_lora, load_trainable_tensors, trainable_tensors
-from vlmrl.recipes.config import RESUME_ALONE, TrainConfig, load_config, resolved_train_config
+from vlmrl.recipes.config import RESUME_ALONE, TrainConfig, load_config, load_sft_config, resolved_train_config
 from vlmrl.recipes.rollout import EpisodeWindow, GroupBuffer, RolloutBuffer, Rollouts, Saved, schema_error
 from vlmrl.recipes.sample_log import cot_diversity, picked_samples, thoughts
 from vlmrl.recipes.stepping import Steps, lay_out, make_steps
@@ -460,6 +460,17 @@ def trained_policy(run_dir: str | Path) -> tuple[Policy, TrainConfig]:
     checkpoint, tensors = load_weights(run_dir, device=policy.device)
     load_trainable_tensors(policy, tensors, repr(str(checkpoint)))
     return policy.eval(), config
+
+
+def run_policy(run_dir: str | Path) -> tuple[Policy, TrainConfig]:
+    """The policy of a `vlmrl train` run (its newest checkpoint) or of a `vlmrl sft` run (its model), with the
+    config that says how to prompt and sample it: a train run's own; for an SFT run, its game's PPO preset
+    with the warm-up's `cot`, as `vlmrl bench learn` judges a warm-up."""
+    run_dir = Path(run_dir)
+    if (run_dir / "config.yaml").is_file() and (run_dir / "model" / "config.json").is_file():
+        warmup = load_sft_config(run_dir / "config.yaml")
+        return load_policy(run_dir / "model").eval(), load_config(env=warmup.env, overrides=[f"cot={warmup.cot}"])
+    return trained_policy(run_dir)
 
 
 class StopRequest:
