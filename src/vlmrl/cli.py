@@ -397,9 +397,9 @@ def evaluate_run(run: str, env: str, args: argparse.Namespace, env_kwargs: dict[
     named by the run folder."""
     import torch
 
-    from vlmrl.evaluation.evaluate import play_policy, summarize
+    from vlmrl.evaluation.evaluate import summarize
     from vlmrl.games import get_task
-    from vlmrl.recipes.ppo import run_policy
+    from vlmrl.recipes.ppo import play_as_evaluated, run_policy
 
     task = get_task(env)
     policy, config = run_policy(run)
@@ -407,18 +407,8 @@ def evaluate_run(run: str, env: str, args: argparse.Namespace, env_kwargs: dict[
     if trained_on != task.name:
         raise UsageError(f"run {run!r} was trained on {trained_on}, not {task.name}: use --env {trained_on}")
     torch.manual_seed(args.seed)  # the samples, like the deals, are the seed's: the row is reproducible
-    episodes = play_policy(
-        policy,
-        task,
-        range(args.seed, args.seed + args.episodes),
-        cot=config.cot,
-        temperature=config.heldout_temperature,
-        top_p=config.top_p,
-        max_new_tokens=config.max_new_tokens,
-        invalid_action=args.invalid_action or config.invalid_action,
-        env_kwargs=env_kwargs,
-    )
-    return summarize(task, run, episodes)
+    seeds = range(args.seed, args.seed + args.episodes)
+    return summarize(task, run, play_as_evaluated(policy, config, seeds, env_kwargs, args.invalid_action))
 
 
 def command_eval(args: argparse.Namespace) -> None:
@@ -547,12 +537,12 @@ def command_sft(args: argparse.Namespace) -> None:
         + (f", fields read right {summary['sft/field_accuracy']:.0%}" if "sft/field_accuracy" in summary else "")
         + (
             f", every field right in {summary['sft/read_all_fields']:.0%} of answers"
-            + (
-                f" (the demonstrated action in {summary['sft/action_agreement_when_read']:.0%} of those)"
-                if "sft/action_agreement_when_read" in summary
-                else ""
-            )
             if "sft/read_all_fields" in summary
+            else ""
+        )
+        + (
+            f" (the demonstrated action in {summary['sft/action_agreement_when_read']:.0%} of those)"
+            if "sft/action_agreement_when_read" in summary
             else ""
         )
     )

@@ -25,6 +25,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,7 +39,7 @@ from vlmrl.algos.advantages import gae, normalize
 from vlmrl.algos.group_advantages import gigpo, grpo, tied_groups
 from vlmrl.algos.ppo import kl_to_reference, minibatch_indices, ppo_losses
 from vlmrl.evaluation.evaluate import EvalResult, play_policy, summarize
-from vlmrl.games import get_task
+from vlmrl.games import Episode, get_task
 from vlmrl.infra.checkpoint import (
     capture_rng,
     latest_checkpoint,
@@ -310,20 +311,35 @@ def evaluate_heldout(
     environments (`eval_env_kwargs`).
     Under a launcher each rank plays its contiguous part of the seeds and every rank gets all the
     episodes back, in seed order: the same deals one process would play."""
-    task = get_task(config.env)
-    played = play_policy(
+    first = HELDOUT_SEEDS[config.eval_seeds]
+    played = play_as_evaluated(
+        policy, config, split_evenly(range(first, first + episodes), world), config.heldout_env_kwargs, world=world
+    )
+    return summarize(get_task(config.env), "policy", [episode for part in world.gather(played) for episode in part])
+
+
+def play_as_evaluated(
+    policy: Policy,
+    config: TrainConfig,
+    seeds: Sequence[int],
+    env_kwargs: dict[str, Any],
+    invalid_action: str | None = None,
+    world: World = ALONE,
+) -> list[Episode]:
+    """`policy` on the deals of `seeds`, prompted and sampled as `config`'s held-out evaluation is (its cot,
+    evaluation temperature, top_p, answer length; its invalid-answer rule unless `invalid_action` is given)."""
+    return play_policy(
         policy,
-        task,
-        split_evenly(range(HELDOUT_SEEDS[config.eval_seeds], HELDOUT_SEEDS[config.eval_seeds] + episodes), world),
+        get_task(config.env),
+        seeds,
         cot=config.cot,
         temperature=config.heldout_temperature,
         top_p=config.top_p,
         max_new_tokens=config.max_new_tokens,
-        invalid_action=config.invalid_action,
-        env_kwargs=config.heldout_env_kwargs,
+        invalid_action=invalid_action or config.invalid_action,
+        env_kwargs=env_kwargs,
         world=world,
     )
-    return summarize(task, "policy", [episode for part in world.gather(played) for episode in part])
 
 
 def evaluate_now(run: Run) -> dict[str, float]:
