@@ -837,6 +837,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_command(argv: Sequence[str] | None) -> int:
+    """The command's exit code; a process that was one of several (a training command under a launcher)
+    then leaves its process group and ends here (`end_process` says why it skips the interpreter's exit)."""
+    try:
+        code = errors_as_exit_codes(argv)
+    except BaseException:
+        leave_any_world()  # the traceback is the interpreter's to print
+        raise
+    if leave_any_world():
+        sys.modules["vlmrl.infra.distributed"].end_process(code)
+    return code
+
+
+def leave_any_world() -> bool:
+    """Leave the process group a training command joined, if any (torch is not imported for the rest)."""
+    distributed = sys.modules.get("vlmrl.infra.distributed")
+    return distributed is not None and distributed.leave_world()
+
+
+def errors_as_exit_codes(argv: Sequence[str] | None) -> int:
     try:
         args = parse_args(argv)
         with json_alone_on_stdout(args):
@@ -854,9 +873,6 @@ def run_command(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("vlmrl: interrupted", file=sys.stderr)
         return 130
-    finally:
-        if "vlmrl.infra.distributed" in sys.modules:  # a training command joined a process group
-            sys.modules["vlmrl.infra.distributed"].leave_world()
     return 0
 
 

@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from tiny_runs import TINY
 from vlmrl.algos.advantages import gae
 from vlmrl.games import get_task
-from vlmrl.infra.distributed import Sharding, World, leave_world, split_evenly
+from vlmrl.infra.distributed import Sharding, World, end_process, leave_world, split_evenly
 from vlmrl.policy import load_policy
 from vlmrl.policy.saving import trainable_tensors, trained_state
 from vlmrl.policy.sharding import shard_policy
@@ -187,7 +187,8 @@ def main() -> None:
     else:
         result = train_run(model, Path(sys.argv[4]), int(sys.argv[5]) if len(sys.argv) > 5 else None)
     (out / f"rank-{world.rank}.json").write_text(json.dumps(result))
-    leave_world()  # as the command line does: a process group left to the interpreter's exit may abort it
+    if leave_world():  # as the command line does: a process group left to the interpreter's exit may abort it
+        end_process(0)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -176,3 +178,30 @@ def test_an_accelerate_config_vlmrl_cannot_follow_is_one_line(monkeypatch, varia
     with pytest.raises(UsageError, match=re.escape(message)) as error:
         Sharding.resolve(asked, TWO)
     assert "\n" not in str(error.value)
+
+
+ENDING = """
+import atexit, sys, threading, time
+from pathlib import Path
+from vlmrl.infra.distributed import end_process
+out = Path(sys.argv[1])
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+def write_late():
+    time.sleep(0.3)
+    (out / "thread").write_text("joined")
+threading.Thread(target=write_late).start()
+sys.stdout.write("unflushed on stdout")
+end_process(3)
+(out / "after").write_text("end_process returned")
+"""
+
+
+def test_a_process_ended_past_finalization_still_does_what_a_normal_exit_does(tmp_path):
+    """`end_process` skips the interpreter's finalization (where gloo's threads can abort a finished
+    rank), not the rest of an exit: its code, a writer thread's last write, atexit handlers, buffers."""
+    done = subprocess.run([sys.executable, "-c", ENDING, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout == "unflushed on stdout"
+    assert (tmp_path / "thread").read_text() == "joined"
+    assert (tmp_path / "atexit").read_text() == "ran"
+    assert not (tmp_path / "after").exists()
