@@ -79,6 +79,30 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_ints(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers (1,8,32,64)."""
+    values = tuple(positive_int(part.strip()) for part in text.split(",") if part.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return values
+
+
+def add_model_source(parser: argparse.ArgumentParser) -> None:
+    """--model, or --family and --shape: the model a speed measurement runs."""
+    from vlmrl.tiny.shapes import SHAPES
+
+    parser.add_argument("--model", help="a local model folder (default: the embedded demo model)")
+    parser.add_argument(
+        "--family", help="instead of --model: a model of this family with random weights (llava, llava-next, ...)"
+    )
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        help="with --family: test or demo (the tiny models), or 7b (the family's real 7B architecture; no download)",
+    )
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
+
+
 def seed_int(text: str) -> int:
     """A deal's seed: a non-negative 64-bit integer."""
     try:
@@ -279,6 +303,69 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature", type=float, help="sampling temperature (default: the run's evaluation temperature, else 1.0)"
     )
     strategy.add_argument("--json", action="store_true", help="print one JSON object instead of a chart")
+    rollout = what.add_parser(
+        "rollout",
+        help="env steps/s and generated tokens/s of lockstep rollouts against one environment at a time",
+        description="Rollouts as training collects them (N environments in lockstep, one batched generate per "
+        "step) for each N of --num-envs, and a loop stepping one environment at a time (the original RL4VLM's) on "
+        "the same model in the same run; prints env steps/s, generated tokens/s and each N's speedup over the "
+        "loop. An untrained model answers at full length (--max-new-tokens), as before any warm-up.",
+    )
+    add_model_source(rollout)
+    rollout.add_argument("--env", default="numberline", help=f"{GAME_HELP} (default: numberline)")
+    rollout.add_argument(
+        "--num-envs",
+        type=positive_ints,
+        default=(1, 8, 32, 64),
+        metavar="N1,N2,...",
+        help="environments in lockstep, one row each (default: 1,8,32,64)",
+    )
+    rollout.add_argument(
+        "--steps", type=positive_int, default=8, help="timed lockstep steps per row, as in one update (default: 8)"
+    )
+    rollout.add_argument(
+        "--one-env-steps",
+        type=positive_int,
+        default=16,
+        help="timed steps of the one-environment loop (default: 16)",
+    )
+    rollout.add_argument("--max-new-tokens", type=positive_int, default=96, help="longest answer (default: 96)")
+    rollout.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    rollout.add_argument("--no-cot", action="store_true", help="action-only prompts (default: with thoughts)")
+    rollout.add_argument(
+        "--kv-cache",
+        choices=("dynamic", "static"),
+        default="dynamic",
+        help="generate's KV cache: grown token by token (dynamic, the default) or allocated once per call (static)",
+    )
+    rollout.add_argument(
+        "--memory-bandwidth",
+        type=float,
+        metavar="TB/S",
+        help="the accelerator's memory bandwidth, for each row's share of the decode roofline "
+        "(default: 4.8 on an H200, else none)",
+    )
+    rollout.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    update = what.add_parser(
+        "update",
+        help="PPO samples/s and peak memory of updates of a given mini-batch and accumulation",
+        description="One rollout of the config (a preset or file, with key=value changes), then an untimed PPO "
+        "update and --repeats timed ones on it (re-scoring with gradients, backward, the optimizer's steps); "
+        "prints samples/s, seconds per update and peak memory (resident memory of the updates, CUDA's largest "
+        "allocation). E.g. minibatch_size=4 grad_accum=8 lora=true gradient_checkpointing=true.",
+    )
+    add_model_source(update)
+    update.add_argument("--env", default="numberline", help=f"{GAME_HELP} (default: numberline)")
+    update.add_argument("--config", help="a YAML config file or a shipped preset (default: the game's CPU preset)")
+    update.add_argument("--repeats", type=positive_int, default=2, help="timed updates (default: 2)")
+    update.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    update.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="changes to the config; by default one optimizer step per update: steps_per_update = num_envs = "
+        "minibatch_size x grad_accum, ppo_epochs=1",
+    )
     ablation = what.add_parser(
         "ablation",
         help="PPO runs from one warm-up with one key varied, judged on the same held-out deals",
@@ -608,6 +695,120 @@ def command_bench_env(args: argparse.Namespace) -> None:
     stdout_console().print(table)
 
 
+def measured_policy(args: argparse.Namespace, config: TrainConfig | None = None):
+    """The policy a speed measurement runs: --model's (default: the demo model) or a random model of
+    --family at --shape; with `config`, its LoRA, trained parts and checkpointing."""
+    from vlmrl.policy import LoraSettings, load_policy
+    from vlmrl.tiny import model_or_demo
+    from vlmrl.tiny.shapes import shaped_policy
+
+    settings: dict[str, Any] = {"lora": None, "device": args.device}
+    if config is not None:
+        settings.update(
+            lora=LoraSettings(config.lora_rank, config.lora_alpha, config.lora_dropout) if config.lora else None,
+            trainable=config.trainable,
+            gradient_checkpointing=config.gradient_checkpointing,
+        )
+    if args.family is None and args.shape is None:
+        return load_policy(model_or_demo(args.model), **settings)
+    if args.model is not None or args.family is None or args.shape is None:
+        raise UsageError("give --model FOLDER, or --family with --shape (not both)")
+    from vlmrl.policy import FAMILIES
+
+    if args.family not in FAMILIES:
+        raise UsageError(f"unknown model family {args.family!r}; supported families: {', '.join(FAMILIES)}")
+    return shaped_policy(args.family, args.shape, **settings)
+
+
+def command_bench_rollout(args: argparse.Namespace) -> None:
+    from vlmrl.games import get_task
+    from vlmrl.recipes.throughput import Sampling, rollout_throughput
+
+    task = get_task(args.env)
+    sampling = Sampling(args.temperature, 1.0, args.max_new_tokens, cot=not args.no_cot)
+    policy = measured_policy(args)
+    policy.kv_cache = args.kv_cache
+    bandwidth = args.memory_bandwidth
+    if bandwidth is None and policy.device.type == "cuda":
+        bandwidth = 4.8 if "H200" in torch_device_name(policy.device) else None
+    log = lambda line: print(f"bench rollout: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    result = rollout_throughput(
+        policy, task, args.num_envs, args.steps, args.one_env_steps, sampling, 0, log, bandwidth and bandwidth * 1e12
+    )
+    result = {"bench": "rollout", "model": describe_model(args), "device": str(policy.device), **result}
+    if args.json:
+        print_json(args, result)
+        return
+    table = Table(
+        title=f"rollouts on {task.name}, {describe_model(args)} on {policy.device} ({args.kv_cache} KV cache): "
+        f"answers up to {args.max_new_tokens} tokens at temperature {args.temperature}"
+    )
+    roofline = result["memory_bandwidth"] is not None
+    columns = ["environments", "env steps/s", "tokens/s", "speedup", "decode GB/s", "env steps", "seconds"]
+    for column in [*columns, *(["roofline"] if roofline else [])]:
+        table.add_column(column, justify="right")
+    one = {**result["one_env"], "speedup": 1.0}
+    for name, row in [("1 at a time", one), *((f"{r['num_envs']} in lockstep", r) for r in result["rows"])]:
+        cells = [
+            name, f"{row['env_steps_per_second']:.2f}", f"{row['tokens_per_second']:.0f}", f"{row['speedup']:.1f}x",
+            f"{row['decode_bytes_per_second'] / 1e9:.1f}", str(row["env_steps"]), f"{row['seconds']:.1f}",
+        ]  # fmt: skip
+        table.add_row(*cells, *([f"{row['roofline_fraction']:.1%}"] if roofline else []))
+    stdout_console().print(table)
+    print(f"peak memory: {memory_line(result)}")
+
+
+def command_bench_update(args: argparse.Namespace) -> None:
+    from vlmrl.recipes.config import load_config
+    from vlmrl.recipes.throughput import update_throughput
+
+    given = dict(override.split("=", 1) for override in args.overrides if "=" in override)
+    minibatch = int(given.get("minibatch_size", 8))
+    accum = int(given.get("grad_accum", 1))
+    per_update = str(minibatch * accum)
+    defaults = [f"steps_per_update={per_update}", f"num_envs={per_update}", "ppo_epochs=1", "eval_every=0"]
+    defaults += [f"minibatch_size={minibatch}", f"grad_accum={accum}", "tensorboard=false"]
+    overrides = [*defaults, "init=null", *args.overrides]
+    if args.device is not None:
+        overrides.append(f"device={args.device}")
+    config = load_config(args.config, None if args.config else args.env, overrides)
+    log = lambda line: print(f"bench update: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    result = update_throughput(config, measured_policy(args, config), args.repeats, progress=log)
+    result = {"bench": "update", "model": describe_model(args), **result}
+    if args.json:
+        print_json(args, result)
+        return
+    print(
+        f"PPO update on {result['env']}, {describe_model(args)} ({result['parameters']:,} parameters, "
+        f"{result['trainable_parameters']:,} trained, {result['dtype']} on {result['device']}; "
+        f"mini-batch {result['minibatch_size']} x accumulation {result['grad_accum']}, "
+        f"{result['samples_per_update']} samples of {result['mean_response_tokens']:.0f} answer tokens on average):"
+    )
+    print(
+        f"  {result['samples_per_second']:.2f} samples/s, {result['seconds_per_update']:.2f} s per update "
+        f"({result['optimizer_steps_per_update']} optimizer steps); peak memory {memory_line(result)}"
+    )
+
+
+def torch_device_name(device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device)
+
+
+def describe_model(args: argparse.Namespace) -> str:
+    if args.family is not None:
+        return f"{args.family} {args.shape} (random weights)"
+    return args.model or "the demo model"
+
+
+def memory_line(result: dict) -> str:
+    text = f"resident {result['cpu_peak_rss_bytes'] / 2**30:.2f} GiB"
+    if result.get("cuda_max_allocated_bytes") is not None:
+        text += f", CUDA {result['cuda_max_allocated_bytes'] / 2**30:.2f} GiB allocated at most"
+    return text
+
+
 def stage_overrides(overrides: Sequence[str]) -> dict[str, list[str]]:
     """`sft.key=value` and `rl.key=value` arguments, by stage."""
     stages: dict[str, list[str]] = {"sft": [], "rl": []}
@@ -895,6 +1096,10 @@ def dispatch(args: argparse.Namespace) -> None:
         command_bench_ablation(args)
     elif args.command == "bench" and args.what == "strategy":
         command_bench_strategy(args)
+    elif args.command == "bench" and args.what == "rollout":
+        command_bench_rollout(args)
+    elif args.command == "bench" and args.what == "update":
+        command_bench_update(args)
 
 
 @contextlib.contextmanager

@@ -42,6 +42,18 @@ def test_score_reproduces_generate_logprobs_and_values(family, temperature, tiny
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
+def test_a_static_kv_cache_samples_what_the_dynamic_one_does(family, tiny_model_dir, game_inputs):
+    """The same random draws give the same answers, log-probs and values: the cache's layout changes, not the model."""
+    policy = load_policy(tiny_model_dir(family)).eval()
+    dynamic = sampled(policy, game_inputs)
+    policy.kv_cache = "static"
+    static = sampled(policy, game_inputs)
+    for a, b in zip(dynamic, static, strict=True):
+        assert torch.equal(a.response_ids, b.response_ids)
+        assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5) and a.value == pytest.approx(b.value, abs=1e-5)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
 def test_image_placeholder_tokens_are_never_generated(family, tiny_model_dir, game_inputs):
     policy = load_policy(tiny_model_dir(family)).eval()
     head = policy.model.get_output_embeddings()

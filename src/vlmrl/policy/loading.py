@@ -95,6 +95,31 @@ def load_policy(
         processor = load_processor(folder)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
         raise UsageError(f"cannot load model folder {str(folder)!r}: {first_line(error)}") from None
+    return wrap_network(
+        network,
+        processor,
+        checked.family,
+        lora=lora,
+        trainable=trainable,
+        device=device,
+        gradient_checkpointing=gradient_checkpointing,
+    )
+
+
+def wrap_network(
+    network: torch.nn.Module,
+    processor,
+    family: str,
+    *,
+    lora: LoraSettings | None,
+    trainable: str,
+    device: torch.device,
+    gradient_checkpointing: bool,
+) -> Policy:
+    """A loaded (or built) network as a `Policy`: on `device`, with LoRA adapters or its `trainable`
+    parts fully trainable, optionally recomputing activations in backward."""
+    if trainable not in TRAINABLE_CHOICES:
+        raise UsageError(f"trainable must be one of {', '.join(TRAINABLE_CHOICES)}, not {trainable!r}")
     network.to(device)
     if lora is not None:
         network = get_peft_model(
@@ -111,4 +136,4 @@ def load_policy(
         set_full_finetuning(network, trainable)
     if gradient_checkpointing:
         network.activation_checkpointing_enable({"use_reentrant": False})
-    return Policy(network, processor, checked.family, suppressed_token_ids(processor.tokenizer, checked.family))
+    return Policy(network, processor, family, suppressed_token_ids(processor.tokenizer, family))

@@ -107,6 +107,9 @@ class Policy(nn.Module):
         self.sharded = False
         """Set by `vlmrl.policy.sharding.shard_policy`: every forward pass is then a collective, so
         generate keeps the ranks in step and a rank with nothing to score still runs its passes."""
+        self.kv_cache = "dynamic"
+        """`generate`'s KV cache: dynamic (grown token by token) or static (allocated once per call at
+        prompt + max_new_tokens, written in place; transformers' cache_implementation)."""
         self.reshard_after_forward = True
         """A sharded policy's units free their gathered weights after each forward pass (FSDP2's default)."""
 
@@ -188,6 +191,7 @@ class Policy(nn.Module):
             pad_token_id=self.pad_id,
             output_logits=True,
             return_dict_in_generate=True,
+            cache_implementation=None if self.kv_cache == "dynamic" else self.kv_cache,
         )
         sync = {"synced_gpus": True} if self.sharded else {}  # ranks that finish early keep stepping
         with final_hidden_states(self.model) as hidden, self._gathered_while_generating():
@@ -196,8 +200,14 @@ class Policy(nn.Module):
         prompt_length = inputs["input_ids"].shape[1]
         new_tokens = out.sequences[:, prompt_length:]
         scale = temperature if temperature > 0 else 1.0
-        logprobs = torch.log_softmax(self.masked_logits(torch.stack(out.logits, dim=1), scale), dim=-1)
-        token_logprobs = logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
+        # step by step: no (batch, steps, vocab) copies (5 GB each at Qwen's vocabulary, 32 answers of 256 tokens)
+        token_logprobs = torch.stack(
+            [
+                torch.log_softmax(self.masked_logits(logits, scale), dim=-1).gather(-1, tokens[:, None]).squeeze(-1)
+                for logits, tokens in zip(out.logits, new_tokens.unbind(1), strict=True)
+            ],
+            dim=1,
+        )
         samples = []
         for i in range(len(prompts)):
             length = self._response_length(new_tokens[i])

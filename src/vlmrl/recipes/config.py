@@ -91,6 +91,11 @@ class TrainConfig(RunConfig):
     cot_lambda: float = knob(0.5, "scale of the chain-of-thought log-prob in the PPO log-prob, in [0, 1]")
     temperature: float = knob(0.2, "sampling temperature (0: greedy; else at least 0.01)")
     top_p: float = knob(1.0, "nucleus sampling threshold")
+    kv_cache: str = knob(
+        "dynamic",
+        "generation's KV cache: dynamic (grown token by token) or static (allocated once per call, written in "
+        "place: the same answers, faster on CPU; vlmrl bench rollout --kv-cache compares them)",
+    )
     invalid_action: str | None = knob(
         None, "an unparseable answer becomes: random (a random legal action) or penalty (null: the game's own rule)"
     )
@@ -173,6 +178,7 @@ class TrainConfig(RunConfig):
 
 
 ADVANTAGES = ("gae", "grpo", "gigpo")
+KV_CACHES = ("dynamic", "static")
 BEHAVIOURS = ("expert", "random", "epsilon")
 
 
@@ -433,6 +439,10 @@ def validate(config: TrainConfig) -> None:
     need(
         config.eval_seeds in HELDOUT_SEEDS,
         f"eval_seeds must be one of {', '.join(HELDOUT_SEEDS)}, not {config.eval_seeds!r}",
+    )
+    need(
+        config.kv_cache in KV_CACHES,
+        f"kv_cache must be one of {', '.join(KV_CACHES)}, not {config.kv_cache!r}",
     )
     need(
         config.advantage in ADVANTAGES,

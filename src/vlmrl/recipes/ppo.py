@@ -117,12 +117,14 @@ def build_policy(config: TrainConfig, world: World = ALONE) -> Policy:
     )
 
 
-def setup(config: TrainConfig, world: World = ALONE) -> Run:
-    """Build the policy, the optimizer and its schedule, this rank's share of the environments."""
+def setup(config: TrainConfig, world: World = ALONE, policy: Policy | None = None) -> Run:
+    """Build the policy (unless given one built elsewhere: `vlmrl bench update`'s random model of a real
+    shape), the optimizer and its schedule, this rank's share of the environments."""
     local_envs = world.share(config.num_envs, "num_envs")
     world.share(config.minibatch_size, "minibatch_size")  # each forward pass takes minibatch_size / N samples
     torch.manual_seed(config.seed)
-    policy = build_policy(config, world)
+    policy = policy if policy is not None else build_policy(config, world)
+    policy.kv_cache = config.kv_cache
     if world.distributed:  # one start on every rank (as DDP does), then each rank samples its own way
         world.copy_from_main(p for p in policy.parameters() if p.requires_grad)  # frozen ones come from the folder
         torch.manual_seed(world.seed(config.seed))

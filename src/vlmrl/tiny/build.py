@@ -311,7 +311,7 @@ def build_tiny_model(
     processor = build_processor(family, tokenizer)
     config = tiny_config(family, size, tokenizer)
     model = build_model(config, seed)
-    model.generation_config.update(**_generation_ids(spec, tokenizer))
+    model.generation_config.update(**generation_ids(spec, tokenizer))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
@@ -337,7 +337,7 @@ def build_tiny_model(
     return out
 
 
-def _generation_ids(spec: Family, tokenizer) -> dict:
+def generation_ids(spec: Family, tokenizer) -> dict:
     eos = [tokenizer.eos_token_id]
     if spec.pad != spec.eos and spec.bos is None:  # Qwen: <|endoftext|> also ends a text
         eos.append(tokenizer.pad_token_id)
