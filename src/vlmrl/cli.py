@@ -363,8 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides",
         nargs="*",
         metavar="key=value",
-        help="changes to the config; by default one optimizer step per update: steps_per_update = num_envs = "
-        "minibatch_size x grad_accum, ppo_epochs=1",
+        help="changes to the config; by default one optimizer step per update of the config's mini-batch: "
+        "steps_per_update = num_envs = minibatch_size x grad_accum, ppo_epochs=1",
     )
     ablation = what.add_parser(
         "ablation",
@@ -722,18 +722,18 @@ def measured_policy(args: argparse.Namespace, config: TrainConfig | None = None)
 
 def command_bench_rollout(args: argparse.Namespace) -> None:
     from vlmrl.games import get_task
-    from vlmrl.recipes.throughput import Sampling, rollout_throughput
+    from vlmrl.recipes.throughput import Sampling, known_bandwidth, rollout_throughput
 
     task = get_task(args.env)
     sampling = Sampling(args.temperature, 1.0, args.max_new_tokens, cot=not args.no_cot)
     policy = measured_policy(args)
     policy.kv_cache = args.kv_cache
-    bandwidth = args.memory_bandwidth
-    if bandwidth is None and policy.device.type == "cuda":
-        bandwidth = 4.8 if "H200" in torch_device_name(policy.device) else None
+    if args.memory_bandwidth is not None and not args.memory_bandwidth > 0:
+        raise UsageError(f"--memory-bandwidth must be a positive number of TB/s, not {args.memory_bandwidth}")
+    bandwidth = args.memory_bandwidth * 1e12 if args.memory_bandwidth else known_bandwidth(policy.device)
     log = lambda line: print(f"bench rollout: {line}", file=sys.stderr, flush=True)  # noqa: E731
     result = rollout_throughput(
-        policy, task, args.num_envs, args.steps, args.one_env_steps, sampling, 0, log, bandwidth and bandwidth * 1e12
+        policy, task, args.num_envs, args.steps, args.one_env_steps, sampling, 0, log, bandwidth
     )
     result = {"bench": "rollout", "model": describe_model(args), "device": str(policy.device), **result}
     if args.json:
@@ -762,16 +762,12 @@ def command_bench_update(args: argparse.Namespace) -> None:
     from vlmrl.recipes.config import load_config
     from vlmrl.recipes.throughput import update_throughput
 
-    given = dict(override.split("=", 1) for override in args.overrides if "=" in override)
-    minibatch = int(given.get("minibatch_size", 8))
-    accum = int(given.get("grad_accum", 1))
-    per_update = str(minibatch * accum)
-    defaults = [f"steps_per_update={per_update}", f"num_envs={per_update}", "ppo_epochs=1", "eval_every=0"]
-    defaults += [f"minibatch_size={minibatch}", f"grad_accum={accum}", "tensorboard=false"]
-    overrides = [*defaults, "init=null", *args.overrides]
-    if args.device is not None:
-        overrides.append(f"device={args.device}")
-    config = load_config(args.config, None if args.config else args.env, overrides)
+    preset, env = args.config, None if args.config else args.env
+    device = [f"device={args.device}"] if args.device is not None else []
+    asked = load_config(preset, env, [*args.overrides, *device])  # validated as given, for its mini-batch
+    per_update = asked.minibatch_size * asked.grad_accum
+    one_step = [f"steps_per_update={per_update}", f"num_envs={per_update}", "ppo_epochs=1", "eval_every=0"]
+    config = load_config(preset, env, [*one_step, "tensorboard=false", "init=null", *args.overrides, *device])
     log = lambda line: print(f"bench update: {line}", file=sys.stderr, flush=True)  # noqa: E731
     result = update_throughput(config, measured_policy(args, config), args.repeats, progress=log)
     result = {"bench": "update", "model": describe_model(args), **result}
@@ -788,12 +784,6 @@ def command_bench_update(args: argparse.Namespace) -> None:
         f"  {result['samples_per_second']:.2f} samples/s, {result['seconds_per_update']:.2f} s per update "
         f"({result['optimizer_steps_per_update']} optimizer steps); peak memory {memory_line(result)}"
     )
-
-
-def torch_device_name(device) -> str:
-    import torch
-
-    return torch.cuda.get_device_name(device)
 
 
 def describe_model(args: argparse.Namespace) -> str:

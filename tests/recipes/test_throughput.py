@@ -107,6 +107,29 @@ def test_bad_model_sources_are_one_error_line(capsys, argv, message):
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err
 
 
+def test_bench_update_defaults_to_one_optimizer_step_of_the_presets_mini_batch(capsys):
+    """The NumberLine preset's mini-batch is 8 x 2: one update of 16 samples."""
+    result = run_json(
+        capsys, "bench", "update", "--family", "llava", "--shape", "test", "--repeats", "1", "max_new_tokens=4",
+        "--json",
+    )  # fmt: skip
+    assert (result["minibatch_size"], result["grad_accum"], result["samples_per_update"]) == (8, 2, 16)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["update", "minibatch_size=abc"], "minibatch_size"),
+        (["update", "--config", "paper/chess"], "config 'paper/chess' is neither a file nor a shipped preset"),
+        (["rollout", "--memory-bandwidth", "-1"], "--memory-bandwidth must be a positive number of TB/s"),
+    ],
+)
+def test_bad_bench_settings_are_one_error_line(capsys, argv, message):
+    code = main(["bench", *argv, "--family", "llava", "--shape", "test"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and message in err
+
+
 @pytest.mark.parametrize("family", list(PUBLISHED_7B))
 def test_the_7b_shape_has_the_published_checkpoints_parameter_count(family):
     assert count_shaped_parameters(family, "7b") == pytest.approx(PUBLISHED_7B[family], rel=0.005)

@@ -64,6 +64,18 @@ def peak_memory() -> dict[str, int | None]:
     return {"cpu_peak_rss_bytes": rss, "cuda_max_allocated_bytes": cuda}
 
 
+BANDWIDTH = {"H200": 4.8e12}
+"""Memory bandwidth (bytes/s) of accelerators known by name, for the decode roofline."""
+
+
+def known_bandwidth(device: torch.device) -> float | None:
+    """The memory bandwidth of `device` when its name is in BANDWIDTH (None on a CPU or another GPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((bandwidth for model, bandwidth in BANDWIDTH.items() if model in name), None)
+
+
 # ---------------------------------------------------------------- rollouts
 @dataclass(frozen=True)
 class Sampling:
