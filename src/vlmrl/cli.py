@@ -740,7 +740,8 @@ def command_bench_rollout(args: argparse.Namespace) -> None:
         print_json(args, result)
         return
     table = Table(
-        title=f"rollouts on {task.name}, {describe_model(args)} on {policy.device} ({args.kv_cache} KV cache): "
+        title=f"rollouts on {task.name}, {describe_model(args)} on {policy.device} ({args.kv_cache} KV cache, "
+        f"{result['attention']} attention): "
         f"answers up to {args.max_new_tokens} tokens at temperature {args.temperature}"
     )
     roofline = result["memory_bandwidth"] is not None

@@ -40,6 +40,7 @@ def test_bench_rollout_counts_every_env_step_and_token_and_divides_by_the_one_en
         assert row["speedup"] == pytest.approx(row["env_steps_per_second"] / one["env_steps_per_second"])
     assert result["cpu_peak_rss_bytes"] > 0 and result["cuda_max_allocated_bytes"] is None
     assert result["memory_bandwidth"] is None and "roofline_fraction" not in one
+    assert result["attention"] == "sdpa"  # torch's fused attention, not the eager fallback
 
 
 def test_bench_rollout_counts_the_bytes_a_decode_step_reads_against_the_given_bandwidth(capsys):

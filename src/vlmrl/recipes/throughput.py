@@ -170,6 +170,7 @@ def rollout_throughput(
         "parameters": sum(p.numel() for p in policy.parameters()),
         "dtype": str(policy.dtype).removeprefix("torch."),
         "kv_cache": policy.kv_cache,
+        "attention": policy.model.config._attn_implementation,  # sdpa where the family supports it
         "temperature": sampling.temperature,
         "max_new_tokens": sampling.max_new_tokens,
         "cot": sampling.cot,
