@@ -108,7 +108,8 @@ def timed_rollout(policy: Policy, task: Task, num_envs: int, steps: int, samplin
     """`steps` lockstep steps of `num_envs` environments after one untimed step: env steps, generated
     tokens and seconds of the timed part (the environments' stepping included, as in training), and
     the memory traffic of decoding: a decode step reads the language model's weights once and each
-    answer's KV cache (its prompt and the answer so far: half the answer on average)."""
+    answer's KV cache (its prompt and the answer so far: half the answer on average; a static cache's
+    attention reads its whole allocated length, so there the figure is a lower bound)."""
     rollouts = Rollouts(task, num_envs, seed, sampling.invalid_action, cot=sampling.cot)
     settings = (sampling.temperature, sampling.top_p, sampling.max_new_tokens)
     rollouts.collect(policy, 1, *settings)
