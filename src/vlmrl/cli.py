@@ -26,7 +26,7 @@ from vlmrl import __version__
 from vlmrl.infra.errors import Notice, RankError, RankFailure, UsageError
 from vlmrl.infra.seeds import HELDOUT_SEEDS
 from vlmrl.infra.typed_config import KEYS_HEADING, keys_help, load_yaml
-from vlmrl.recipes.config import BEHAVIOURS, GAME_HELP, SFTConfig, TrainConfig
+from vlmrl.recipes.config import BEHAVIOURS, GAME_HELP, KV_CACHES, SFTConfig, TrainConfig
 
 SPLIT_HELP = (
     "ALFWorld's games: train (the environment's default), valid_seen (held-out games, training rooms) "
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollout.add_argument("--no-cot", action="store_true", help="action-only prompts (default: with thoughts)")
     rollout.add_argument(
         "--kv-cache",
-        choices=("dynamic", "static"),
+        choices=KV_CACHES,
         default="dynamic",
         help="generate's KV cache: grown token by token (dynamic, the default) or allocated once per call (static)",
     )
