@@ -779,7 +779,8 @@ def command_bench_update(args: argparse.Namespace) -> None:
         f"PPO update on {result['env']}, {describe_model(args)} ({result['parameters']:,} parameters, "
         f"{result['trainable_parameters']:,} trained, {result['dtype']} on {result['device']}; "
         f"mini-batch {result['minibatch_size']} x accumulation {result['grad_accum']}, "
-        f"{result['samples_per_update']} samples of {result['mean_response_tokens']:.0f} answer tokens on average):"
+        f"{result['samples_per_update']} samples of {result['mean_prompt_tokens']:.0f} prompt and "
+        f"{result['mean_response_tokens']:.0f} answer tokens on average):"
     )
     print(
         f"  {result['samples_per_second']:.2f} samples/s, {result['seconds_per_update']:.2f} s per update "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -51,6 +52,37 @@ def test_a_static_kv_cache_samples_what_the_dynamic_one_does(family, tiny_model_
     for a, b in zip(dynamic, static, strict=True):
         assert torch.equal(a.response_ids, b.response_ids)
         assert torch.allclose(a.logprobs, b.logprobs, atol=1e-5) and a.value == pytest.approx(b.value, abs=1e-5)
+
+
+def test_generate_keeps_only_the_prefills_hidden_states_and_never_compiles(tiny_model_dir, game_inputs, monkeypatch):
+    """The value head reads the prefill's last position (that it is the prefill's, the test above
+    shows: values equal re-scoring's); the decode steps' hidden states are not kept (a list growing
+    every step made each step a new torch.compile guard on a GPU), and transformers' implicit compile
+    of the decode step (its default with a static cache on a GPU) is off."""
+    from vlmrl.policy import policy as policy_module
+
+    policy = load_policy(tiny_model_dir("llava")).eval()
+    policy.kv_cache = "static"
+    seen = {}
+    collect = policy_module.final_hidden_states
+    generate = policy.model.generate
+
+    @contextmanager
+    def recording(model):
+        with collect(model) as hidden:
+            seen["hidden"] = hidden
+            yield hidden
+
+    def spying_generate(*args, generation_config, **kwargs):
+        seen["disable_compile"] = generation_config.disable_compile
+        return generate(*args, generation_config=generation_config, **kwargs)
+
+    monkeypatch.setattr(policy_module, "final_hidden_states", recording)
+    monkeypatch.setattr(policy.model, "generate", spying_generate)
+    samples = sampled(policy, game_inputs, max_new_tokens=12)
+    assert max(len(s.response_ids) for s in samples) > 1, "decode steps ran"
+    assert len(seen["hidden"]) == 1
+    assert seen["disable_compile"] is True
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

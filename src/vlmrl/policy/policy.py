@@ -70,10 +70,18 @@ class Scores:
 
 @contextmanager
 def final_hidden_states(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect the inputs of the output head (the final hidden states) while inside the block."""
+    """The inputs of the output head (the final hidden states) of the block's first forward pass: in
+    `generate`, the prefill's, whose last position the value head reads. Later passes (decode steps)
+    are not kept: a list growing every step held their tensors and, on a GPU, made every step a new
+    torch.compile guard (measured on an H200: recompiles until dynamo's limit)."""
     captured: list[torch.Tensor] = []
+
+    def first_only(_module, args) -> None:
+        if not captured:
+            captured.append(args[0])
+
     head = model.get_output_embeddings()
-    handle = head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+    handle = head.register_forward_pre_hook(first_only)
     try:
         yield captured
     finally:
@@ -192,6 +200,9 @@ class Policy(nn.Module):
             output_logits=True,
             return_dict_in_generate=True,
             cache_implementation=None if self.kv_cache == "dynamic" else self.kv_cache,
+            # no implicit torch.compile of the decode step (transformers' default with a static cache on a
+            # GPU): it recompiles for every new batch size and prompt length, which rollouts change often
+            disable_compile=True,
         )
         sync = {"synced_gpus": True} if self.sharded else {}  # ranks that finish early keep stepping
         with final_hidden_states(self.model) as hidden, self._gathered_while_generating():

@@ -221,6 +221,7 @@ def update_throughput(
         "trainable_parameters": trainable,
         "dtype": str(run.policy.dtype).removeprefix("torch."),
         "device": str(run.policy.device),
+        "mean_prompt_tokens": sum(len(s.prompt_ids) for s in buffer.samples) / len(buffer.samples),  # image's too
         "mean_response_tokens": sum(len(s.response_ids) for s in buffer.samples) / len(buffer.samples),
         "seconds_per_update": mean,
         "seconds": seconds,
