@@ -339,6 +339,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate's KV cache: grown token by token (dynamic, the default) or allocated once per call (static)",
     )
     rollout.add_argument(
+        "--invalid-action",
+        choices=("penalty", "random"),
+        default="penalty",
+        help="an unparseable answer: a penalty, the game not stepped (the default), or a random legal action, "
+        "stepped as a trained policy's answer would be (so a slow game's own time is measured)",
+    )
+    rollout.add_argument(
+        "--env-workers",
+        type=int,
+        default=0,
+        metavar="K",
+        help="worker processes that step the lockstep rows' environments in parallel (default: 0, in this process)",
+    )
+    rollout.add_argument(
         "--memory-bandwidth",
         type=float,
         metavar="TB/S",
@@ -725,15 +739,19 @@ def command_bench_rollout(args: argparse.Namespace) -> None:
     from vlmrl.recipes.throughput import Sampling, known_bandwidth, rollout_throughput
 
     task = get_task(args.env)
-    sampling = Sampling(args.temperature, 1.0, args.max_new_tokens, cot=not args.no_cot)
+    sampling = Sampling(
+        args.temperature, 1.0, args.max_new_tokens, cot=not args.no_cot, invalid_action=args.invalid_action
+    )
     policy = measured_policy(args)
     policy.kv_cache = args.kv_cache
     if args.memory_bandwidth is not None and not args.memory_bandwidth > 0:
         raise UsageError(f"--memory-bandwidth must be a positive number of TB/s, not {args.memory_bandwidth}")
+    if args.env_workers < 0:
+        raise UsageError(f"--env-workers must be 0 (in this process) or a number of processes, not {args.env_workers}")
     bandwidth = args.memory_bandwidth * 1e12 if args.memory_bandwidth else known_bandwidth(policy.device)
     log = lambda line: print(f"bench rollout: {line}", file=sys.stderr, flush=True)  # noqa: E731
     result = rollout_throughput(
-        policy, task, args.num_envs, args.steps, args.one_env_steps, sampling, 0, log, bandwidth
+        policy, task, args.num_envs, args.steps, args.one_env_steps, sampling, 0, log, bandwidth, args.env_workers
     )
     result = {"bench": "rollout", "model": describe_model(args), "device": str(policy.device), **result}
     if args.json:
@@ -741,6 +759,7 @@ def command_bench_rollout(args: argparse.Namespace) -> None:
         return
     table = Table(
         title=f"rollouts on {task.name}, {describe_model(args)} on {policy.device} ({args.kv_cache} KV cache, "
+        f"environments {'in ' + str(args.env_workers) + ' worker processes' if args.env_workers else 'in process'}, "
         f"{result['attention']} attention): "
         f"answers up to {args.max_new_tokens} tokens at temperature {args.temperature}"
     )

@@ -73,8 +73,8 @@ def test_the_number_of_answers_must_match_the_active_environments():
 
 
 def test_restore_puts_an_environment_back_mid_episode():
-    games = Lockstep([Countdown()], [[4, 6]])
-    env = games.envs[0]
+    env = Countdown()
+    games = Lockstep([env], [[4, 6]])
     env.reset(seed=4)
     observation, *_ = env.step(7)  # replayed: one step of seed 4's two
     games.restore(0, Track(seed=4, actions=[7], ret=7.0), observation, {"seed": 4})

@@ -63,8 +63,8 @@ def towards_with_garbage(info, call):
     return "+" if info["current"] < info["target"] else "-"
 
 
-def collect(seed: int, decide, steps: int, num_envs: int = 3):
-    rollouts = Rollouts(TASK, num_envs, seed=seed)
+def collect(seed: int, decide, steps: int, num_envs: int = 3, env_workers: int = 0):
+    rollouts = Rollouts(TASK, num_envs, seed=seed, env_workers=env_workers)
     policy = ScriptedPolicy(rollouts, decide)
     buffer, finished = rollouts.collect(policy, steps, temperature=1.0, top_p=1.0, max_new_tokens=8)
     return rollouts, policy, buffer, finished
@@ -148,6 +148,52 @@ def test_replay_on_resume_reproduces_every_environment_and_what_follows(steps_be
     (tensors, episodes), (tensors2, episodes2) = continued
     assert all(torch.equal(a, b) for a, b in zip(tensors, tensors2, strict=True))
     assert episodes == episodes2 and len(episodes) > 0
+
+
+def buffer_contents(buffer, finished) -> tuple:
+    tensors = (buffer.rewards, buffer.values, buffer.next_values, buffer.terminated, buffer.truncated, buffer.invalid)
+    episodes = [(e.success, e.ret, e.length, e.invalid) for e in finished]
+    return [t.tolist() for t in tensors], buffer.actions, [s.text for s in buffer.samples], episodes
+
+
+def test_worker_processes_step_the_environments_with_identical_results():
+    """env_workers: the same rewards, ends, random fallback actions (their generator lives with the
+    environment, in the worker), bootstraps, finished episodes and saved state as in-process stepping;
+    a state saved by one resumes in the other, and both continue alike."""
+    here, policy_here, buffer_here, finished_here = collect(seed=4, decide=towards_with_garbage, steps=25, num_envs=5)
+    there, policy_there, buffer_there, finished_there = collect(
+        seed=4, decide=towards_with_garbage, steps=25, num_envs=5, env_workers=2
+    )
+    try:
+        assert buffer_contents(buffer_here, finished_here) == buffer_contents(buffer_there, finished_there)
+        assert policy_here.bootstraps == policy_there.bootstraps and len(finished_here) > 5
+        assert buffer_here.invalid.any() and there.state_dict() == here.state_dict()
+        resumed = Rollouts(TASK, 5, seed=999, env_workers=3)  # another seed, another split over the workers
+        try:
+            resumed.load_state_dict(here.state_dict())
+            continued = []
+            for r in (here, resumed):
+                policy = ScriptedPolicy(r, towards_with_garbage)
+                policy.calls = 25
+                continued.append(buffer_contents(*r.collect(policy, 7, temperature=1.0, top_p=1.0, max_new_tokens=8)))
+            assert continued[0] == continued[1]
+        finally:
+            resumed.close()
+    finally:
+        there.close()
+
+
+def test_a_saved_state_that_cannot_replay_is_the_same_error_with_workers():
+    rollouts, *_ = collect(seed=2, decide=towards_with_garbage, steps=3, num_envs=2)
+    state = rollouts.state_dict()
+    state["tracks"][1]["actions"][0] = 7  # NumberLine offers 2 actions
+    there = Rollouts(TASK, 2, seed=0, env_workers=2)
+    try:
+        for target in (rollouts, there):
+            with pytest.raises(ValueError, match="environment 1's action 0 has id 7, but its state offers 2 actions"):
+                target.check_state(state)
+    finally:
+        there.close()
 
 
 class CoinPolicy:

@@ -73,6 +73,18 @@ def test_resumed_run_logs_the_same_metrics_as_an_uninterrupted_one(tiny_llava, t
     assert len(expected) == 3
 
 
+def test_environments_in_worker_processes_train_exactly_as_in_process(tiny_llava, tmp_path):
+    """env_workers: the same metrics, update by update (random fallbacks for unparseable answers
+    drawn in the workers), and a run stopped with workers resumes to the same end."""
+    common = ("total_steps=12", "eval_every=2", "invalid_action=random")
+    here = train(tiny_config(tiny_llava, tmp_path / "here", *common))
+    stopped = train(tiny_config(tiny_llava, tmp_path / "workers", *common, "env_workers=2"), stop_after=2)
+    there = train(resume=stopped)
+    expected = [deterministic_view(r) for r in records(here)]
+    assert [deterministic_view(r) for r in records(there)] == expected and len(expected) == 3
+    assert any(r["charts/invalid_rate"] > 0 for r in records(here))
+
+
 def test_ctrl_c_finishes_the_update_and_writes_a_checkpoint(tiny_llava, tmp_path, monkeypatch):
     import vlmrl.recipes.ppo as recipe
 

@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 
 from vlmrl.games import Episode
+from vlmrl.games.pool import EnvPool, LocalEnvs, reset_env, step_env
 
 
 @dataclass
@@ -59,18 +60,19 @@ class Lockstep:
     """Environments stepped together; `seeds[i]` deals environment i's episodes, one seed each.
 
     Each environment is reset as soon as its episode ends, with its next seed (drawn only then, so a
-    shared seed stream is drawn in the order episodes end), or goes idle when it has none.
+    shared seed stream is drawn in the order episodes end), or goes idle when it has none. `envs` is
+    a list of environments or a pool (`vlmrl.games.pool`: worker processes step them in parallel, with
+    the same results); every step and every round of resets is one batch of the pool's calls.
     """
 
-    def __init__(self, envs: Sequence[gym.Env], seeds: Sequence[Iterable[int]]) -> None:
+    def __init__(self, envs: Sequence[gym.Env] | EnvPool, seeds: Sequence[Iterable[int]]) -> None:
         if len(envs) != len(seeds):
             raise ValueError(f"{len(envs)} environments but {len(seeds)} seed sources")
-        self.envs = list(envs)
+        self.pool: EnvPool = envs if hasattr(envs, "apply") else LocalEnvs(envs)  # type: ignore[arg-type]
         self._seeds: list[Iterator[int]] = [iter(source) for source in seeds]
-        self.tracks: list[Track] = [Track(seed=0) for _ in self.envs]
-        self.current: list[tuple[Any, dict[str, Any]] | None] = [None] * len(self.envs)
-        for index in range(len(self.envs)):
-            self._start(index)
+        self.tracks: list[Track] = [Track(seed=0) for _ in seeds]
+        self.current: list[tuple[Any, dict[str, Any]] | None] = [None] * len(seeds)
+        self._start(range(len(seeds)))
 
     @property
     def active(self) -> list[int]:
@@ -86,10 +88,11 @@ class Lockstep:
         active = self.active
         if len(answers) != len(active):
             raise ValueError(f"{len(answers)} answers for {len(active)} active environments")
-        transitions = []
-        for index, answer in zip(active, answers, strict=True):
+        transitions, ended = [], []
+        results = self.pool.apply([(index, step_env, (answer,)) for index, answer in zip(active, answers, strict=True)])
+        for index, answer, result in zip(active, answers, results, strict=True):
             observation, info = self.current[index]
-            next_observation, reward, terminated, truncated, next_info = self.envs[index].step(answer)
+            next_observation, reward, terminated, truncated, next_info = result
             track = self.tracks[index]
             track.actions.append(next_info.get("action", answer))
             track.ret += float(reward)
@@ -105,10 +108,11 @@ class Lockstep:
                     track.invalid,
                     task_type=next_info.get("task_type"),
                 )
-                self._start(index)
+                ended.append(index)
             else:
                 self.current[index] = (next_observation, next_info)
             transitions.append(transition)
+        self._start(ended)
         return transitions
 
     def restore(self, index: int, track: Track, observation: Any, info: dict[str, Any]) -> None:
@@ -116,10 +120,14 @@ class Lockstep:
         self.tracks[index] = track
         self.current[index] = (observation, info)
 
-    def _start(self, index: int) -> None:
-        seed = next(self._seeds[index], None)
-        if seed is None:
+    def _start(self, indices: Iterable[int]) -> None:
+        """Each environment's next episode (seeds drawn in the order of `indices`), all reset in one batch."""
+        resets = []
+        for index in indices:
+            seed = next(self._seeds[index], None)
             self.current[index] = None
-            return
-        self.tracks[index] = Track(seed=seed)
-        self.current[index] = self.envs[index].reset(seed=seed)
+            if seed is not None:
+                self.tracks[index] = Track(seed=seed)
+                resets.append((index, reset_env, (seed,)))
+        for (index, _, _), state in zip(resets, self.pool.apply(resets), strict=True):
+            self.current[index] = state

@@ -105,6 +105,11 @@ class TrainConfig(RunConfig):
     )
     # --- rollouts
     num_envs: int = knob(4, "environments stepped in lockstep (one batched generate per step)")
+    env_workers: int = knob(
+        0,
+        "worker processes that step the environments in parallel (0: in this process; the same results), "
+        "for slow games such as ALFWorld",
+    )
     steps_per_update: int = knob(512, "environment steps collected per PPO update (all environments together)")
     total_steps: int = knob(15_000, "environment steps of the whole run")
     # --- PPO
@@ -360,6 +365,7 @@ RULES: dict[str, Rule] = {
             "gigpo_step_weight",
             "samples_every",
             "samples_logged",
+            "env_workers",
         ),
         NOT_NEGATIVE,
     ),

@@ -160,6 +160,7 @@ def setup(config: TrainConfig, world: World = ALONE, policy: Policy | None = Non
         config.env_kwargs,
         rank=world.rank,
         world_size=world.size,
+        env_workers=config.env_workers,
     )
     return Run(
         config,
@@ -628,6 +629,7 @@ def train_loop(run: Run, resumed: bool, stop_after: int | None) -> Path:
                 if run.update % config.checkpoint_every == 0 or run.update == last_update or stopping:
                     save(run)
     finally:
+        run.rollouts.close()
         if logger is not None:
             logger.close()
     return run.run_dir

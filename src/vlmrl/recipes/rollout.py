@@ -19,6 +19,7 @@ where it was taken), so a damaged or edited one is a ValueError naming what is w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections import deque
@@ -32,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vlmrl.evaluation.episodes import Lockstep, Track, Transition
 from vlmrl.games import EVAL_SEED_BASE, Episode, Task, make_text_env
-from vlmrl.games.parsing import format_answer
+from vlmrl.games.pool import env_state, make_pool, replay, set_env_state
 from vlmrl.infra.distributed import ALONE, World
 from vlmrl.policy.policy import Policy, Sample
 
@@ -108,6 +109,8 @@ class RolloutBuffer:
     generation_seconds: float = 0.0
     actions: list[str | None] = field(default_factory=list)
     """The action each sample's answer was read as (None: unparseable), sample by sample."""
+    env_seconds: float = 0.0
+    """Time spent stepping and resetting the environments (their answers parsed, the games played)."""
 
 
 @dataclass
@@ -129,6 +132,8 @@ class GroupBuffer:
     generation_seconds: float = 0.0
     actions: list[str | None] = field(default_factory=list)
     """The action each sample's answer was read as (None: unparseable), sample by sample."""
+    env_seconds: float = 0.0
+    """Time spent stepping and resetting the environments."""
 
     @property
     def values(self) -> torch.Tensor:
@@ -156,14 +161,17 @@ class Rollouts:
         env_kwargs: dict[str, Any] | None = None,
         rank: int = 0,
         world_size: int = 1,
+        env_workers: int = 0,
     ) -> None:
         self.task, self.cot = task, cot
         self.rank, self.world_size = rank, world_size
-        self.envs = [make_text_env(task, env_kwargs, invalid_action, invalid_penalty) for _ in range(num_envs)]
+        make_env = functools.partial(make_text_env, task, env_kwargs, invalid_action, invalid_penalty)
+        self.envs = make_pool(make_env, num_envs, env_workers)
+        """The environments: here, or over `env_workers` processes (the same results)."""
         entropy = [seed, 0x5EED] if world_size == 1 else [seed, 0x5EED, rank]
         self.seed_stream = np.random.default_rng(np.random.SeedSequence(entropy))
         self.group_stream = np.random.default_rng(np.random.SeedSequence([seed, 0x6209]))  # alike on every rank
-        self.games = Lockstep(self.envs, [self._seeds() for _ in self.envs])
+        self.games = Lockstep(self.envs, [self._seeds() for _ in range(num_envs)])
 
     def _seeds(self) -> Iterator[int]:
         """Episode seeds without end, from this rank's stream (drawn as episodes end, in order). Rank r
@@ -200,7 +208,7 @@ class Rollouts:
         samples: list[Sample] = []
         actions: list[str | None] = [None] * (steps * n)
         finished: list[Episode] = []
-        tokens, seconds = 0, 0.0
+        tokens, seconds, env_seconds = 0, 0.0, 0.0
         for t in range(steps):
             started = time.perf_counter()
             batch = policy.generate(
@@ -214,7 +222,10 @@ class Rollouts:
             tokens += sum(len(s.response_ids) for s in batch)
             samples.extend(batch)
             truncated_finals: list[tuple[int, np.ndarray, dict[str, Any]]] = []
-            for step, sample in zip(self.games.step([sample.text for sample in batch]), batch, strict=True):
+            started = time.perf_counter()
+            transitions = self.games.step([sample.text for sample in batch])
+            env_seconds += time.perf_counter() - started
+            for step, sample in zip(transitions, batch, strict=True):
                 i = step.index
                 rewards[t, i], values[t, i] = step.reward, sample.value
                 terminated[t, i], truncated[t, i] = step.terminated, step.truncated and not step.terminated
@@ -237,7 +248,7 @@ class Rollouts:
             ended = terminated[t] | truncated[t]
             next_values[t] = torch.where(ended, next_values[t], following)
         buffer = RolloutBuffer(
-            samples, rewards, values, next_values, terminated, truncated, invalid, tokens, seconds, actions
+            samples, rewards, values, next_values, terminated, truncated, invalid, tokens, seconds, actions, env_seconds
         )
         return buffer, finished
 
@@ -270,12 +281,14 @@ class Rollouts:
         invalid: list[bool] = []
         actions: list[str | None] = []
         finished: list[Episode] = []
-        tokens, seconds, steps_all_ranks, rounds = 0, 0.0, 0, 0
+        tokens, seconds, env_seconds, steps_all_ranks, rounds = 0, 0.0, 0.0, 0, 0
         while steps_all_ranks < min_steps:
             seeds = self.group_stream.integers(EVAL_SEED_BASE, size=groups_per_round).tolist()
             first = rounds * n * world.size + world.rank * n  # global id of this rank's first environment
             slots = [(world.rank * n + i) // group_size for i in range(n)]  # each environment's group this round
+            started = time.perf_counter()
             games = Lockstep(self.envs, [[seeds[slot]] for slot in slots])
+            env_seconds += time.perf_counter() - started
             taken = 0
             while world.any(bool(games.active)) if policy.sharded else games.active:
                 current = games.states()
@@ -295,7 +308,10 @@ class Rollouts:
                 seconds += time.perf_counter() - started
                 tokens += sum(len(s.response_ids) for s in batch)
                 samples.extend(batch)
-                for step, prompt in zip(games.step([sample.text for sample in batch]), prompts, strict=True):
+                started = time.perf_counter()
+                transitions = games.step([sample.text for sample in batch])
+                env_seconds += time.perf_counter() - started
+                for step, prompt in zip(transitions, prompts, strict=True):
                     episode.append(first + step.index)
                     group.append(rounds * groups_per_round + slots[step.index])
                     state.append(state_key(step.observation, prompt))
@@ -318,17 +334,19 @@ class Rollouts:
             tokens,
             seconds,
             actions,
+            env_seconds,
         )
         return buffer, finished
 
     # ---------------------------------------------------------------- save and restore
     def state_dict(self) -> dict[str, Any]:
         """JSON-able: the seed stream, and per environment its episode seed and actions so far."""
+        states = self.envs.apply([(i, env_state, ()) for i in range(len(self.envs))])
         return {
             "seed_stream": self.seed_stream.bit_generator.state,
             "tracks": [asdict(track) for track in self.games.tracks],
-            "fallback_rngs": [env.fallback_rng.bit_generator.state for env in self.envs],
-            "counters": [[env.steps, env.invalid_steps] for env in self.envs],
+            "fallback_rngs": [fallback_rng for fallback_rng, _ in states],
+            "counters": [counters for _, counters in states],
             "group_stream": self.group_stream.bit_generator.state,
         }
 
@@ -337,8 +355,7 @@ class Rollouts:
         the schema, one entry per environment, and every episode replays (each action id legal in
         the state it was taken in, no episode over before its actions are)."""
         self._check_schema(state)
-        for i, track in enumerate(state["tracks"]):
-            self._replay(i, Track(**track))
+        self._replay(state["tracks"])
 
     def _check_schema(self, state: Any) -> None:
         try:
@@ -349,21 +366,9 @@ class Rollouts:
             if len(state[key]) != len(self.envs):
                 raise ValueError(f"rollouts.{key} has {len(state[key])} environments, this run {len(self.envs)}")
 
-    def _replay(self, index: int, track: Track) -> tuple[np.ndarray, dict[str, Any]]:
-        """Environment `index` back in the state `track` reached: its deal, then its actions."""
-        env = self.envs[index]
-        obs, info = env.reset(seed=track.seed)
-        for step, action in enumerate(track.actions):  # an id names an action of the state it was taken in
-            legal = self.task.legal_actions(info)
-            if action is not None and action >= len(legal):
-                raise ValueError(
-                    f"environment {index}'s action {step} has id {action}, but its state offers {len(legal)} actions"
-                )
-            text = format_answer({"action": legal[action]}) if action is not None else ""
-            obs, _, terminated, truncated, info = env.step(text)
-            if (terminated or truncated) and step + 1 < len(track.actions):
-                raise ValueError(f"environment {index}'s episode ends at action {step}, before its saved actions do")
-        return obs, info
+    def _replay(self, tracks: list[dict[str, Any]]) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """Every environment back in the state its track reached (its deal, then its actions), in one batch."""
+        return self.envs.apply([(i, replay, (i, t["seed"], t["actions"])) for i, t in enumerate(tracks)])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Rebuild every environment's current episode by replaying its actions (a ValueError, as from
@@ -372,10 +377,15 @@ class Rollouts:
         self.seed_stream.bit_generator.state = state["seed_stream"]
         if state.get("group_stream") is not None:
             self.group_stream.bit_generator.state = state["group_stream"]
-        for i, (env, track) in enumerate(zip(self.envs, state["tracks"], strict=True)):
-            self.games.restore(i, Track(**track), *self._replay(i, Track(**track)))
-            env.fallback_rng.bit_generator.state = state["fallback_rngs"][i]
-            env.steps, env.invalid_steps = state["counters"][i]
+        for i, (track, current) in enumerate(zip(state["tracks"], self._replay(state["tracks"]), strict=True)):
+            self.games.restore(i, Track(**track), *current)
+        self.envs.apply(
+            [(i, set_env_state, (state["fallback_rngs"][i], state["counters"][i])) for i in range(len(self.envs))]
+        )
+
+    def close(self) -> None:
+        """Stop the environments' worker processes (none without env_workers)."""
+        self.envs.close()
 
 
 class EpisodeWindow:

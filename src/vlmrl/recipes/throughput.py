@@ -104,18 +104,24 @@ def kv_bytes_per_token(policy: Policy) -> int:
     return 2 * text.num_hidden_layers * kv_heads * head_dim * policy.dtype.itemsize
 
 
-def timed_rollout(policy: Policy, task: Task, num_envs: int, steps: int, sampling: Sampling, seed: int) -> dict:
+def timed_rollout(
+    policy: Policy, task: Task, num_envs: int, steps: int, sampling: Sampling, seed: int, env_workers: int = 0
+) -> dict:
     """`steps` lockstep steps of `num_envs` environments after one untimed step: env steps, generated
     tokens and seconds of the timed part (the environments' stepping included, as in training), and
     the memory traffic of decoding: a decode step reads the language model's weights once and each
     answer's KV cache (its prompt and the answer so far: half the answer on average; a static cache's
-    attention reads its whole allocated length, so there the figure is a lower bound)."""
-    rollouts = Rollouts(task, num_envs, seed, sampling.invalid_action, cot=sampling.cot)
+    attention reads its whole allocated length, so there the figure is a lower bound). `env_workers`:
+    processes that step the environments (0: this one)."""
+    rollouts = Rollouts(task, num_envs, seed, sampling.invalid_action, cot=sampling.cot, env_workers=env_workers)
     settings = (sampling.temperature, sampling.top_p, sampling.max_new_tokens)
-    rollouts.collect(policy, 1, *settings)
-    started = time.perf_counter()
-    buffer, _ = rollouts.collect(policy, steps, *settings)
-    seconds = time.perf_counter() - started
+    try:
+        rollouts.collect(policy, 1, *settings)
+        started = time.perf_counter()
+        buffer, _ = rollouts.collect(policy, steps, *settings)
+        seconds = time.perf_counter() - started
+    finally:
+        rollouts.close()
     answers = len(buffer.samples)
     prompt = sum(len(s.prompt_ids) for s in buffer.samples) / answers
     answer = buffer.generated_tokens / answers
@@ -131,6 +137,7 @@ def timed_rollout(policy: Policy, task: Task, num_envs: int, steps: int, samplin
         "generated_tokens": buffer.generated_tokens,
         "tokens_per_second": buffer.generated_tokens / seconds,
         "generation_seconds": buffer.generation_seconds,
+        "env_seconds": buffer.env_seconds,  # stepping and resetting the games
         "mean_prompt_tokens": prompt,
         "mean_answer_tokens": answer,
         "decode_steps_per_second": decode_steps_per_second,
@@ -149,17 +156,19 @@ def rollout_throughput(
     seed: int = 0,
     progress: Callable[[str], Any] | None = None,
     bandwidth: float | None = None,
+    env_workers: int = 0,
 ) -> dict[str, Any]:
-    """The one-environment loop (`one_env_steps` steps), then each N of `num_envs` in lockstep (`steps`
-    steps each); every row's `speedup` is its env steps/s over the loop's. With the memory's `bandwidth`
-    (bytes/s), each row's `roofline_fraction`: the decode traffic it reached over that bound."""
+    """The one-environment loop (`one_env_steps` steps, in this process), then each N of `num_envs` in
+    lockstep (`steps` steps each, the environments over `env_workers` processes); every row's `speedup`
+    is its env steps/s over the loop's. With the memory's `bandwidth` (bytes/s), each row's
+    `roofline_fraction`: the decode traffic it reached over that bound."""
     say = progress or (lambda _: None)
     say(f"one environment at a time: {one_env_steps} steps")
     one = timed_rollout(policy, task, 1, one_env_steps, sampling, seed)
     rows = []
     for n in num_envs:
         say(f"{n} environments in lockstep: {steps} steps")
-        row = timed_rollout(policy, task, n, steps, sampling, seed)
+        row = timed_rollout(policy, task, n, steps, sampling, seed, env_workers)
         row["speedup"] = row["env_steps_per_second"] / one["env_steps_per_second"]
         rows.append(row)
     if bandwidth:
@@ -175,6 +184,8 @@ def rollout_throughput(
         "temperature": sampling.temperature,
         "max_new_tokens": sampling.max_new_tokens,
         "cot": sampling.cot,
+        "env_workers": env_workers,
+        "invalid_action": sampling.invalid_action,
         "one_env": one,
         "rows": rows,
         **peak_memory(),
@@ -206,6 +217,7 @@ def update_throughput(
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)
+    run.rollouts.close()
     mean = sum(seconds) / len(seconds)
     trainable = sum(p.numel() for p in run.policy.parameters() if p.requires_grad)
     return {
