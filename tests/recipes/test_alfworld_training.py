@@ -136,6 +136,25 @@ def test_evaluation_reports_success_per_task_type(tiny_llava):
     assert policy.invalid_rate > 0.9  # four tokens of an untrained model never name a command: the -1 rule
 
 
+def test_alfworld_games_in_worker_processes_play_exactly_as_in_process(tiny_llava):
+    """The text engine in 2 worker processes: the same episodes (random admissible commands for the
+    untrained model's answers, drawn in the workers) as in this process."""
+    import torch
+
+    from vlmrl.evaluation.evaluate import play_policy
+    from vlmrl.policy import load_policy
+
+    policy = load_policy(tiny_llava)
+    played = []
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        episodes = play_policy(
+            policy, TASK, range(2), max_new_tokens=4, invalid_action="random", batch_size=2, env_workers=workers
+        )
+        played.append([(e.success, e.ret, e.length, e.invalid, e.task_type) for e in episodes])
+    assert played[0] == played[1] and len(played[0]) == 2
+
+
 def test_card_games_report_no_task_types():
     from vlmrl.evaluation.agents import ExpertAgent
     from vlmrl.evaluation.evaluate import evaluate

@@ -10,6 +10,7 @@ needs held-out games, not just held-out seeds: pass the environment's held-out s
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ import numpy as np
 from vlmrl.evaluation.agents import Agent
 from vlmrl.evaluation.episodes import Lockstep
 from vlmrl.games import Episode, Task, TextActionWrapper, make_text_env
+from vlmrl.games.pool import make_pool
 from vlmrl.infra.distributed import ALONE, World
 
 if TYPE_CHECKING:
@@ -142,28 +144,34 @@ def play_policy(
     batch_size: int = 64,
     env_kwargs: dict[str, Any] | None = None,
     world: World = ALONE,
+    env_workers: int = 0,
 ) -> list[Episode]:
     """A VLM policy on the deals of `seeds`, in their order: up to `batch_size` episodes run in
-    lockstep, one batched `generate` per step, each episode stepped until it ends. A sharded
-    policy's ranks (`world`, each with its own seeds) generate together until all are done."""
+    lockstep, one batched `generate` per step, each episode stepped until it ends (the games over
+    `env_workers` processes, 0: here). A sharded policy's ranks (`world`, each with its own seeds)
+    generate together until all are done."""
     results: list[Episode] = []
     together = policy.sharded and world.distributed
     longest = max(world.gather(len(seeds))) if together else len(seeds)
     for first in range(0, longest, batch_size):
         batch = seeds[first : first + batch_size]
-        games = Lockstep([make_text_env(task, env_kwargs, invalid_action) for _ in batch], [[s] for s in batch])
-        ended: dict[int, Episode] = {}
-        while world.any(bool(games.active)) if together else games.active:
-            states = games.states()
-            samples = policy.generate(
-                [observation for observation, _ in states],
-                [task.prompt(info, cot=cot) for _, info in states],
-                temperature=temperature,
-                top_p=top_p,
-                max_new_tokens=max_new_tokens,
-            )
-            for step in games.step([sample.text for sample in samples]):
-                if step.episode is not None:
-                    ended[step.index] = step.episode
+        envs = make_pool(functools.partial(make_text_env, task, env_kwargs, invalid_action), len(batch), env_workers)
+        try:
+            games = Lockstep(envs, [[s] for s in batch])
+            ended: dict[int, Episode] = {}
+            while world.any(bool(games.active)) if together else games.active:
+                states = games.states()
+                samples = policy.generate(
+                    [observation for observation, _ in states],
+                    [task.prompt(info, cot=cot) for _, info in states],
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_new_tokens=max_new_tokens,
+                )
+                for step in games.step([sample.text for sample in samples]):
+                    if step.episode is not None:
+                        ended[step.index] = step.episode
+        finally:
+            envs.close()
         results.extend(ended[index] for index in range(len(batch)))
     return results

@@ -342,6 +342,7 @@ def play_as_evaluated(
         invalid_action=invalid_action or config.invalid_action,
         env_kwargs=env_kwargs,
         world=world,
+        env_workers=config.env_workers,
     )
 
 
