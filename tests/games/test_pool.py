@@ -101,3 +101,16 @@ def test_an_environment_that_cannot_be_built_fails_at_the_start():
 def test_a_negative_number_of_workers_is_refused():
     with pytest.raises(ValueError, match="env_workers must be 0"):
         make_pool(MAKE, 2, workers=-1)
+
+
+def test_workers_outlive_a_ctrl_c_so_the_run_can_finish_its_update():
+    """Ctrl-C signals the whole process group; training then finishes the update and checkpoints."""
+    import signal
+
+    workers = EnvWorkers(MAKE, 2, workers=2)
+    try:
+        for process in workers.processes:
+            os.kill(process.pid, signal.SIGINT)
+        assert len(workers.apply([(0, reset_env, (1,)), (1, reset_env, (2,))])) == 2
+    finally:
+        workers.close()

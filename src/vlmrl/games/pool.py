@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -162,7 +163,10 @@ class EnvWorkers:
 
 
 def serve(connection, make_env: Callable[[], gym.Env], count: int) -> None:
-    """A worker: build `count` environments, then run each batch of calls it is sent until None."""
+    """A worker: build `count` environments, then run each batch of calls it is sent until None (or
+    until its parent is gone: the pipe's end). Ctrl-C reaches the whole process group; the parent
+    then finishes its update and checkpoints, with its workers still serving it, so they ignore it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         envs = [make_env() for _ in range(count)]
@@ -173,7 +177,7 @@ def serve(connection, make_env: Callable[[], gym.Env], count: int) -> None:
     while True:
         try:
             calls = connection.recv()
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             return
         if calls is None:
             return
