@@ -764,7 +764,7 @@ def command_bench_rollout(args: argparse.Namespace) -> None:
         f"answers up to {args.max_new_tokens} tokens at temperature {args.temperature}"
     )
     roofline = result["memory_bandwidth"] is not None
-    columns = ["environments", "env steps/s", "tokens/s", "speedup", "decode GB/s", "env steps", "seconds"]
+    columns = ["environments", "env steps/s", "tokens/s", "speedup", "decode GB/s", "env steps", "seconds", "games s"]
     for column in [*columns, *(["roofline"] if roofline else [])]:
         table.add_column(column, justify="right")
     one = {**result["one_env"], "speedup": 1.0}
@@ -772,6 +772,7 @@ def command_bench_rollout(args: argparse.Namespace) -> None:
         cells = [
             name, f"{row['env_steps_per_second']:.2f}", f"{row['tokens_per_second']:.0f}", f"{row['speedup']:.1f}x",
             f"{row['decode_bytes_per_second'] / 1e9:.1f}", str(row["env_steps"]), f"{row['seconds']:.1f}",
+            f"{row['env_seconds']:.1f}",
         ]  # fmt: skip
         table.add_row(*cells, *([f"{row['roofline_fraction']:.1%}"] if roofline else []))
     stdout_console().print(table)

@@ -69,6 +69,16 @@ def test_bench_rollout_counts_the_bytes_a_decode_step_reads_against_the_given_ba
         assert row["roofline_fraction"] == pytest.approx(row["decode_bytes_per_second"] / 1e9)
 
 
+def test_bench_rollout_steps_the_games_in_workers_and_times_them_apart(capsys):
+    result = run_json(
+        capsys, "bench", "rollout", "--family", "llava", "--shape", "test", "--num-envs", "3", "--steps", "2",
+        "--one-env-steps", "1", "--max-new-tokens", "6", "--env-workers", "2", "--invalid-action", "random", "--json",
+    )  # fmt: skip
+    assert (result["env_workers"], result["invalid_action"]) == (2, "random")
+    for row in [result["one_env"], *result["rows"]]:
+        assert 0 < row["env_seconds"] < row["seconds"] and row["generation_seconds"] < row["seconds"]
+
+
 def test_bench_update_reports_samples_per_second_of_one_optimizer_step_by_default(capsys):
     result = run_json(
         capsys, "bench", "update", "--family", "qwen2-vl", "--shape", "test", "--repeats", "2",
