@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="what an unparseable answer becomes: a random legal action or a penalty "
         "(default: the paper's rule for the game: random for the card games, penalty for ALFWorld)",
     )
+    ev.add_argument(
+        "--temperature",
+        type=float,
+        help="sampling temperature of run agents (0: greedy; default: each run's evaluation temperature)",
+    )
     ev.add_argument("--split", help=SPLIT_HELP)
     ev.add_argument("--env-kwargs", metavar="YAML", help=ENV_KWARGS_HELP)
     ev.add_argument("--json", action="store_true", help="print JSON (one object per row) instead of a table")
@@ -494,19 +499,23 @@ def eval_agents(text: str) -> list[str]:
 def evaluate_run(run: str, env: str, args: argparse.Namespace, env_kwargs: dict[str, Any]):
     """A run's policy (a train run's newest checkpoint, an SFT run's model) on the eval's seeds, batched,
     prompted and sampled as the run is evaluated (its cot, evaluation temperature, top_p, answer length and
-    invalid-answer rule, unless --invalid-action says otherwise; an SFT run: its game's PPO preset's), the row
-    named by the run folder."""
+    invalid-answer rule, unless --temperature or --invalid-action say otherwise; an SFT run: its game's PPO
+    preset's), the row named by the run folder."""
+    import dataclasses
+
     import torch
 
     from vlmrl.evaluation.evaluate import summarize
     from vlmrl.games import get_task
-    from vlmrl.recipes.ppo import play_as_evaluated, run_policy
+    from vlmrl.recipes.ppo import play_as_evaluated, run_config, run_policy
 
     task = get_task(env)
-    policy, config = run_policy(run)
-    trained_on = get_task(config.env).name
+    trained_on = get_task(run_config(run).env).name  # before any weights are read
     if trained_on != task.name:
         raise UsageError(f"run {run!r} was trained on {trained_on}, not {task.name}: use --env {trained_on}")
+    policy, config = run_policy(run)
+    if args.temperature is not None:
+        config = dataclasses.replace(config, eval_temperature=args.temperature)
     torch.manual_seed(args.seed)  # the samples, like the deals, are the seed's: the row is reproducible
     seeds = range(args.seed, args.seed + args.episodes)
     return summarize(task, run, play_as_evaluated(policy, config, seeds, env_kwargs, args.invalid_action))
@@ -522,6 +531,13 @@ def command_eval(args: argparse.Namespace) -> None:
     ]
     agents = eval_agents(args.agent)
     env_kwargs = env_kwargs_of(args, games)
+    if args.temperature is not None:
+        from vlmrl.recipes.config import MIN_TEMPERATURE
+
+        if not (args.temperature == 0 or args.temperature >= MIN_TEMPERATURE):
+            raise UsageError(f"--temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}, not {args.temperature}")
+        if all(is_agent_name(agent) for agent in agents):
+            raise UsageError("--temperature samples a run's policy; none of the agents is a run folder")
     runs = [(env, agent) for env in games for agent in agents]
     results = []
     with progress_bar("episodes", args.episodes * len(runs), sys.stderr.isatty()) as bar:

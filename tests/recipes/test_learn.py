@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -99,7 +100,7 @@ def test_bench_learn_can_leave_out_the_untrained_row_and_play_the_original_rules
     assert summary["stages"][0]["episodes"] == 2
 
 
-def test_vlmrl_eval_scores_a_trained_run_as_the_run_evaluates_itself(pipeline, capsys):
+def test_vlmrl_eval_scores_a_trained_run_as_the_run_evaluates_itself(pipeline, capsys, monkeypatch):
     out, _ = pipeline
     argv = ["eval", "--env", "numberline", "--agent", f"expert,{out / 'rl'}", "--episodes", "3"]
     assert main([*argv, "--seed", str(EVAL_SEED_BASE), "--json"]) == 0
@@ -108,6 +109,22 @@ def test_vlmrl_eval_scores_a_trained_run_as_the_run_evaluates_itself(pipeline, c
     policy, config = trained_policy(out / "rl")
     torch.manual_seed(EVAL_SEED_BASE)
     assert evaluate_heldout(policy, config, 3).as_dict() | {"agent": trained["agent"]} == trained
+    greedy = [*argv[:4], str(out / "rl"), "--episodes", "3", "--seed", str(EVAL_SEED_BASE), "--temperature", "0"]
+    assert main([*greedy, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    torch.manual_seed(EVAL_SEED_BASE)
+    config = dataclasses.replace(config, eval_temperature=0.0)
+    assert evaluate_heldout(policy, config, 3).as_dict() | {"agent": row["agent"]} == row
+    assert main([*greedy[:-1], "0.001"]) == 2
+    assert "--temperature must be 0 (greedy) or at least 0.01, not 0.001" in capsys.readouterr().err
+    assert main(["eval", "--env", "numberline", "--agent", "expert", "--temperature", "0.5"]) == 2
+    assert "none of the agents is a run folder" in capsys.readouterr().err
+    import vlmrl.recipes.ppo as recipe
+
+    def no_loading(*_):
+        raise AssertionError("the run's game is checked before its policy is built")
+
+    monkeypatch.setattr(recipe, "build_policy", no_loading)
     assert main(["eval", "--env", "blackjack", "--agent", str(out / "rl")]) == 2
     assert "was trained on numberline, not blackjack: use --env numberline" in capsys.readouterr().err
 

@@ -482,14 +482,29 @@ def trained_policy(run_dir: str | Path) -> tuple[Policy, TrainConfig]:
     return policy.eval(), config
 
 
-def run_policy(run_dir: str | Path) -> tuple[Policy, TrainConfig]:
-    """The policy of a `vlmrl train` run (its newest checkpoint) or of a `vlmrl sft` run (its model), with the
-    config that says how to prompt and sample it: a train run's own; for an SFT run, its game's PPO preset
-    with the warm-up's `cot`, as `vlmrl bench learn` judges a warm-up."""
+def is_sft_run(run_dir: Path) -> bool:
+    return (run_dir / "config.yaml").is_file() and (run_dir / "model" / "config.json").is_file()
+
+
+def run_config(run_dir: str | Path) -> TrainConfig:
+    """The config that says how a run's policy is prompted and sampled, without loading it (so a wrong
+    game is one line before any weights are read): a `vlmrl train` run's own; for a `vlmrl sft` run,
+    its game's PPO preset with the warm-up's `cot`, as `vlmrl bench learn` judges a warm-up."""
     run_dir = Path(run_dir)
-    if (run_dir / "config.yaml").is_file() and (run_dir / "model" / "config.json").is_file():
+    if is_sft_run(run_dir):
         warmup = load_sft_config(run_dir / "config.yaml")
-        return load_policy(run_dir / "model").eval(), load_config(env=warmup.env, overrides=[f"cot={warmup.cot}"])
+        return load_config(env=warmup.env, overrides=[f"cot={warmup.cot}"])
+    if not (run_dir / "config.yaml").is_file():
+        raise UsageError(f"{str(run_dir)!r} is not a `vlmrl train` run directory (no config.yaml)")
+    return load_config(run_dir / "config.yaml")
+
+
+def run_policy(run_dir: str | Path) -> tuple[Policy, TrainConfig]:
+    """The policy of a `vlmrl train` run (its newest checkpoint) or of a `vlmrl sft` run (its model), with
+    its `run_config`."""
+    run_dir = Path(run_dir)
+    if is_sft_run(run_dir):
+        return load_policy(run_dir / "model").eval(), run_config(run_dir)
     return trained_policy(run_dir)
 
 
