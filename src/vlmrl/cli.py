@@ -532,10 +532,10 @@ def command_eval(args: argparse.Namespace) -> None:
     agents = eval_agents(args.agent)
     env_kwargs = env_kwargs_of(args, games)
     if args.temperature is not None:
-        from vlmrl.recipes.config import MIN_TEMPERATURE
+        from vlmrl.recipes.config import TEMPERATURE
 
-        if not (args.temperature == 0 or args.temperature >= MIN_TEMPERATURE):
-            raise UsageError(f"--temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}, not {args.temperature}")
+        if not TEMPERATURE.ok(args.temperature):  # the config's own rule for temperatures
+            raise UsageError(f"--temperature must be {TEMPERATURE.text}, not {args.temperature}")
         if all(is_agent_name(agent) for agent in agents):
             raise UsageError("--temperature samples a run's policy; none of the agents is a run folder")
     runs = [(env, agent) for env in games for agent in agents]

@@ -167,7 +167,6 @@ def serve(connection, make_env: Callable[[], gym.Env], count: int) -> None:
     until its parent is gone: the pipe's end). Ctrl-C reaches the whole process group; the parent
     then finishes its update and checkpoints, with its workers still serving it, so they ignore it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         envs = [make_env() for _ in range(count)]
     except Exception as error:  # noqa: BLE001 (any failure is reported to the parent, which raises it)

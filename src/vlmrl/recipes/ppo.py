@@ -472,10 +472,7 @@ def checkpoint_bytes(run: Run) -> int:
 
 def trained_policy(run_dir: str | Path) -> tuple[Policy, TrainConfig]:
     """The policy a run's newest intact checkpoint holds, built as the run built it, and the run's config."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise UsageError(f"{str(run_dir)!r} is not a `vlmrl train` run directory (no config.yaml)")
-    config = load_config(run_dir / "config.yaml")
+    config = train_run_config(Path(run_dir))
     policy = build_policy(config)
     checkpoint, tensors = load_weights(run_dir, device=policy.device)
     load_trainable_tensors(policy, tensors, repr(str(checkpoint)))
@@ -486,6 +483,13 @@ def is_sft_run(run_dir: Path) -> bool:
     return (run_dir / "config.yaml").is_file() and (run_dir / "model" / "config.json").is_file()
 
 
+def train_run_config(run_dir: Path) -> TrainConfig:
+    """A `vlmrl train` run's own config (a UsageError where the folder is not one)."""
+    if not (run_dir / "config.yaml").is_file():
+        raise UsageError(f"{str(run_dir)!r} is not a `vlmrl train` run directory (no config.yaml)")
+    return load_config(run_dir / "config.yaml")
+
+
 def run_config(run_dir: str | Path) -> TrainConfig:
     """The config that says how a run's policy is prompted and sampled, without loading it (so a wrong
     game is one line before any weights are read): a `vlmrl train` run's own; for a `vlmrl sft` run,
@@ -494,9 +498,7 @@ def run_config(run_dir: str | Path) -> TrainConfig:
     if is_sft_run(run_dir):
         warmup = load_sft_config(run_dir / "config.yaml")
         return load_config(env=warmup.env, overrides=[f"cot={warmup.cot}"])
-    if not (run_dir / "config.yaml").is_file():
-        raise UsageError(f"{str(run_dir)!r} is not a `vlmrl train` run directory (no config.yaml)")
-    return load_config(run_dir / "config.yaml")
+    return train_run_config(run_dir)
 
 
 def run_policy(run_dir: str | Path) -> tuple[Policy, TrainConfig]:
@@ -551,11 +553,12 @@ def train(
     world = World.join(config.device)
     with world.on_main(lambda: RunFolder(run_dir, resume=resume is not None, overwrite=overwrite, refusal=refusal)):
         run = setup(config, world)
-        checkpoint = world.from_main(lambda: starting_point(run, resume is not None))
-        if checkpoint is not None:
-            restore(run, Path(checkpoint))
-        with world.on_main(lambda: writing(run_dir, lambda: what_survives(run_dir))):
-            train_loop(run, resume is not None, stop_after)
+        with contextlib.closing(run.rollouts):  # its environment workers stop however the run ends
+            checkpoint = world.from_main(lambda: starting_point(run, resume is not None))
+            if checkpoint is not None:
+                restore(run, Path(checkpoint))
+            with world.on_main(lambda: writing(run_dir, lambda: what_survives(run_dir))):
+                train_loop(run, resume is not None, stop_after)
     world.barrier()  # rank 0 has written the last checkpoint: every rank may read it
     return run_dir
 
@@ -645,7 +648,6 @@ def train_loop(run: Run, resumed: bool, stop_after: int | None) -> Path:
                 if run.update % config.checkpoint_every == 0 or run.update == last_update or stopping:
                     save(run)
     finally:
-        run.rollouts.close()
         if logger is not None:
             logger.close()
     return run.run_dir

@@ -14,6 +14,7 @@ kernel selection), and nothing here changes what training computes.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 import time
@@ -115,13 +116,11 @@ def timed_rollout(
     processes that step the environments (0: this one)."""
     rollouts = Rollouts(task, num_envs, seed, sampling.invalid_action, cot=sampling.cot, env_workers=env_workers)
     settings = (sampling.temperature, sampling.top_p, sampling.max_new_tokens)
-    try:
+    with contextlib.closing(rollouts):
         rollouts.collect(policy, 1, *settings)
         started = time.perf_counter()
         buffer, _ = rollouts.collect(policy, steps, *settings)
         seconds = time.perf_counter() - started
-    finally:
-        rollouts.close()
     answers = len(buffer.samples)
     prompt = sum(len(s.prompt_ids) for s in buffer.samples) / answers
     answer = buffer.generated_tokens / answers
@@ -203,8 +202,9 @@ def update_throughput(
 
     say = progress or (lambda _: None)
     run = setup(config, policy=policy)
-    say(f"collecting {config.steps_per_update} steps ({config.num_envs} environments in lockstep)")
-    buffer, advantages, returns, _, _ = collect_and_estimate(run)
+    with contextlib.closing(run.rollouts):
+        say(f"collecting {config.steps_per_update} steps ({config.num_envs} environments in lockstep)")
+        buffer, advantages, returns, _, _ = collect_and_estimate(run)
     samples = len(buffer.samples) * config.ppo_epochs
     say("warm-up update (not timed)")
     ppo_update(run, buffer, advantages, returns)
@@ -217,7 +217,6 @@ def update_throughput(
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)
-    run.rollouts.close()
     mean = sum(seconds) / len(seconds)
     trainable = sum(p.numel() for p in run.policy.parameters() if p.requires_grad)
     return {
